@@ -1,0 +1,32 @@
+"""Test setup: 8 fake CPU devices (set before jax is imported) and parsed absl flags (grain workers need them)."""
+import os
+import pathlib
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from absl import flags  # noqa: E402
+
+flags.FLAGS.mark_as_parsed()
+
+import pytest  # noqa: E402
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def fixtures_dir() -> pathlib.Path | None:
+    """`$VICOKD_FIXTURES`, else `../shared/fixtures` beside the repository; None when neither exists."""
+    env = os.environ.get("VICOKD_FIXTURES")
+    for candidate in ([pathlib.Path(env)] if env else []) + [_REPO.parent / "shared" / "fixtures"]:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> pathlib.Path:
+    """The real-data fixtures folder; skips the test (with the reason) when it is absent."""
+    path = fixtures_dir()
+    if path is None:
+        pytest.skip("real-data fixtures not found: set $VICOKD_FIXTURES or place shared/fixtures beside the repo")
+    return path

@@ -1,0 +1,4 @@
+"""Pure functional Flax models: skeleton graphs, ST-GCN, video transformers, teacher and student."""
+from vicokd_jax.models import graph
+from vicokd_jax.models.graph import Graph, get_graph
+from vicokd_jax.models.stgcn import STGCN
