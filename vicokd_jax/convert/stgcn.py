@@ -14,10 +14,13 @@ Both compute the same function (see `vicokd_jax.models.stgcn`): the original's `
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 from typing import Any, Mapping
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
 from vicokd_jax.models.graph import LAYOUTS, get_graph
 from vicokd_jax.models.stgcn import DEFAULT_STRIDES, STGCN
@@ -259,3 +262,49 @@ def _set(tree, path, value):
     for p in path[:-1]:
         tree = tree.setdefault(p, {})
     tree[path[-1]] = value
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Converted checkpoints on disk: an orbax checkpoint of the variables plus the module's constructor arguments.
+# ----------------------------------------------------------------------------------------------------------------
+_MODEL_FILE = "model.json"
+_VARIABLES_DIR = "variables"
+
+
+def model_kwargs(model: STGCN) -> dict:
+    """JSON-able constructor arguments that rebuild `model` (float32 dtypes)."""
+    return dict(num_classes=model.num_classes, layout=model.layout, in_channels=model.in_channels,
+                channels=list(model.channels), strides=list(model.strides), temporal_kernel=model.temporal_kernel,
+                edge_importance=model.edge_importance, data_bn=model.data_bn, num_persons=model.num_persons)
+
+
+def save_stgcn(directory, model: STGCN, variables: Mapping[str, Any], source: str = "") -> None:
+    """Write `directory/model.json` and the orbax checkpoint `directory/variables`; refuses an existing one."""
+    directory = pathlib.Path(directory).absolute()
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} exists and is not empty: refusing to overwrite it")
+    directory.mkdir(parents=True, exist_ok=True)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(directory / _VARIABLES_DIR, jax.tree.map(np.asarray, dict(variables)))
+    checkpointer.wait_until_finished()
+    # model.json last: its presence marks a complete conversion.
+    meta = {"architecture": "stgcn", "model": model_kwargs(model), "source": source}
+    (directory / _MODEL_FILE).write_text(json.dumps(meta, indent=1))
+
+
+def load_stgcn(directory) -> tuple[STGCN, dict]:
+    """Read what `save_stgcn` wrote: `(STGCN module, {"params", "batch_stats"})`."""
+    directory = pathlib.Path(directory).absolute()
+    meta_path = directory / _MODEL_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: not a converted ST-GCN checkpoint (or an incomplete one)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("architecture") != "stgcn":
+        raise ValueError(f"{meta_path}: architecture is {meta.get('architecture')!r}, expected 'stgcn'")
+    kwargs = dict(meta["model"])
+    kwargs["channels"], kwargs["strides"] = tuple(kwargs["channels"]), tuple(kwargs["strides"])
+    model = STGCN(**kwargs)
+    expected = _expected_variables(model)
+    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), expected)
+    variables = ocp.StandardCheckpointer().restore(directory / _VARIABLES_DIR, target)
+    return model, variables
