@@ -2,3 +2,4 @@
 from vicokd_jax.models import graph
 from vicokd_jax.models.graph import Graph, get_graph
 from vicokd_jax.models.stgcn import STGCN
+from vicokd_jax.models.video_transformer import VIDEO_TRANSFORMER_PRESETS, VideoTransformer

@@ -1,0 +1,161 @@
+"""Teacher and student: output contract and the properties of METHOD.md / issue 3."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vicokd_jax.models.stgcn import STGCN
+from vicokd_jax.models.student import Student
+from vicokd_jax.models.teacher import Teacher
+from vicokd_jax.models.video_transformer import VideoTransformer
+
+B, V, T, HW, C = 2, 3, 8, 32, 6
+ENCODER = VideoTransformer(num_classes=0, hidden_size=32, depth=1, num_heads=2, mlp_dim=64, tubelet=(2, 8, 8),
+                           pooling="mean", posemb="sincos")
+SKELETON = STGCN(0, channels=(8, 16), strides=(1, 2))
+WIDTH = dict(width=32, token_frames=4, num_heads=2)
+
+
+def _inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    rgb = jnp.asarray(rng.integers(0, 256, (B, V, T, HW, HW, 3)), jnp.uint8)
+    skeleton = jnp.asarray(rng.standard_normal((B, V, 2, 16, 25, 3)), jnp.float32)
+    view_mask = jnp.array([[True, True, False], [True, True, True]])
+    return rgb, skeleton, view_mask
+
+
+def _student(**kw):
+    return Student(C, ENCODER, teacher_width=24, **WIDTH, **kw)
+
+
+def _trained(variables, seed=1):
+    """Perturb every parameter, so zero-initialised blocks are active (as after training)."""
+    leaves, tree = jax.tree.flatten(variables)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return jax.tree.unflatten(tree, [x + 0.05 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+
+
+@pytest.fixture(scope="module")
+def student_shared():
+    rgb, _, view_mask = _inputs()
+    model = _student(hint=True)
+    return model, jax.jit(lambda: model.init(jax.random.key(0), rgb, view_mask))()
+
+
+def test_student_output_contract(student_shared):
+    model, variables = student_shared
+    rgb, _, view_mask = _inputs()
+    out = jax.jit(model.apply)(variables, rgb, view_mask)
+    assert {k: v.shape for k, v in out.items()} == {
+        "logits": (B, C), "view_logits": (B, V, C), "frame_logits": (B, V, 4, C), "frame_tokens": (B, V, 4, 32),
+        "view_tokens": (B, V, 32), "skeleton_tokens": (B, V, 4, 24), "rgb_tokens": (B, V, 4, 24)}
+
+
+def test_adapter_is_the_identity_at_init(student_shared):
+    model, variables = student_shared
+    rgb, _, view_mask = _inputs()
+    with_adapter = jax.jit(model.apply)(variables, rgb, view_mask)
+    plain = _student(hint=True, adapter=False)
+    params = {k: v for k, v in variables["params"].items() if not k.startswith("adapter")}
+    without = jax.jit(plain.apply)({"params": params}, rgb, view_mask)
+    assert set(with_adapter) - set(without) == {"skeleton_tokens"}
+    # Equal up to float rounding (the adapter adds an exact zero, but the two programs fuse differently).
+    for key in without:
+        np.testing.assert_allclose(with_adapter[key], without[key], rtol=1e-6, atol=1e-6, err_msg=key)
+    # ...and it is not the identity once trained.
+    trained = jax.jit(model.apply)(_trained(variables), rgb, view_mask)
+    trained_plain = jax.jit(plain.apply)({"params": {k: v for k, v in _trained(variables)["params"].items()
+                                                     if not k.startswith("adapter")}}, rgb, view_mask)
+    assert np.abs(np.asarray(trained["logits"] - trained_plain["logits"])).max() > 1e-4
+
+
+def test_shared_weights_permuting_views_permutes_per_view_outputs(student_shared):
+    model, variables = student_shared
+    variables = _trained(variables)
+    rgb, _, view_mask = _inputs()
+    perm = np.array([2, 0, 1])
+    apply = jax.jit(model.apply)
+    out, permuted = apply(variables, rgb, view_mask), apply(variables, rgb[:, perm], view_mask[:, perm])
+    for key in ("view_logits", "frame_logits", "view_tokens", "skeleton_tokens", "rgb_tokens"):
+        np.testing.assert_allclose(permuted[key], out[key][:, perm], atol=1e-5, err_msg=key)
+    # View fusion has no view embedding: the sequence prediction does not depend on the view order.
+    np.testing.assert_allclose(permuted["logits"], out["logits"], atol=1e-5)
+
+
+@pytest.mark.parametrize("which", ["student", "teacher"])
+def test_a_masked_view_cannot_change_the_sequence_logits(which, student_shared):
+    rgb, skeleton, view_mask = _inputs()  # view 2 of sample 0 is absent
+    if which == "student":
+        model, variables = student_shared
+        apply = jax.jit(lambda v, rgb, skel: model.apply(v, rgb, view_mask))
+    else:
+        model = Teacher(C, SKELETON, ENCODER, **WIDTH)
+        variables = jax.jit(lambda: model.init(jax.random.key(0), skeleton, rgb, view_mask))()
+        apply = jax.jit(lambda v, rgb, skel: model.apply(v, skel, rgb, view_mask))
+    variables = _trained(variables)
+    out = apply(variables, rgb, skeleton)
+    noise = np.random.default_rng(5)
+    rgb2 = rgb.at[0, 2].set(jnp.asarray(noise.integers(0, 256, rgb.shape[2:]), jnp.uint8))
+    skel2 = skeleton.at[0, 2].set(jnp.asarray(noise.standard_normal(skeleton.shape[2:]) * 3, jnp.float32))
+    changed = apply(variables, rgb2, skel2)
+    np.testing.assert_allclose(changed["logits"], out["logits"], atol=1e-6)
+    # The absent view's own outputs do change (it is computed, just never fused), and a present view matters.
+    assert np.abs(np.asarray(changed["view_logits"][0, 2] - out["view_logits"][0, 2])).max() > 1e-4
+    rgb3 = rgb.at[0, 1].set(jnp.asarray(noise.integers(0, 256, rgb.shape[2:]), jnp.uint8))
+    skel3 = skeleton.at[0, 1].set(jnp.asarray(noise.standard_normal(skeleton.shape[2:]) * 3, jnp.float32))
+    assert np.abs(np.asarray(apply(variables, rgb3, skel3)["logits"][0] - out["logits"][0])).max() > 1e-4
+
+
+def test_per_view_student_has_one_parameter_set_per_view():
+    rgb, _, view_mask = _inputs()
+    model = _student(per_view_weights=True, num_views=V)
+    variables = jax.jit(lambda: model.init(jax.random.key(0), rgb, view_mask))()
+    shared = jax.eval_shape(lambda: _student().init(jax.random.key(0), rgb, view_mask))
+    per_view_enc = variables["params"]["rgb_encoder"]
+    shared_enc = shared["params"]["rgb_encoder"]
+    jax.tree.map(lambda a, b: np.testing.assert_equal(a.shape, (V, *b.shape)), per_view_enc, shared_enc)
+    kernel = np.asarray(per_view_enc["patch_embed"]["kernel"])
+    assert all(np.abs(kernel[i] - kernel[j]).max() > 1e-3 for i in range(V) for j in range(i + 1, V))
+    # Each view really runs its own encoder: swapping two views' contents is no longer a permutation of outputs.
+    out = jax.jit(model.apply)(variables, rgb, view_mask)
+    swapped = jax.jit(model.apply)(variables, rgb[:, [1, 0, 2]], view_mask)
+    assert np.abs(np.asarray(swapped["view_logits"][:, 0] - out["view_logits"][:, 1])).max() > 1e-4
+    with pytest.raises(ValueError, match="num_views=3\\) got 2 views"):
+        model.init(jax.random.key(0), rgb[:, :2], view_mask[:, :2])
+
+
+def test_teacher_modalities():
+    rgb, skeleton, view_mask = _inputs()
+    skel_only = Teacher(C, SKELETON, None, modalities=("skeleton",), **WIDTH)
+    variables = jax.jit(lambda: skel_only.init(jax.random.key(0), skeleton, None, view_mask))()
+    assert not any("rgb" in k for k in variables["params"])
+    out = jax.jit(lambda v, s: skel_only.apply(v, s, None, view_mask))(variables, skeleton)
+    assert "rgb_tokens" not in out and out["skeleton_tokens"].shape == (B, V, 4, 32)
+    np.testing.assert_array_equal(out["frame_tokens"], out["skeleton_tokens"])
+
+    both = Teacher(C, SKELETON, ENCODER, **WIDTH)
+    variables = jax.jit(lambda: both.init(jax.random.key(0), skeleton, rgb, view_mask))()
+    assert {"skeleton_from_rgb", "rgb_from_skeleton", "rgb_encoder", "skeleton_encoder"} <= set(variables["params"])
+    out = jax.jit(both.apply)(variables, skeleton, rgb, view_mask)
+    assert out["rgb_tokens"].shape == out["skeleton_tokens"].shape == (B, V, 4, 32)
+    assert out["frame_logits"].shape == (B, V, 4, C) and out["logits"].shape == (B, C)
+    with pytest.raises(ValueError, match="modalities must be"):
+        Teacher(C, SKELETON, ENCODER, modalities=("rgb",), **WIDTH).init(jax.random.key(0), skeleton, rgb,
+                                                                         view_mask)
+    with pytest.raises(ValueError, match="needs rgb"):
+        both.init(jax.random.key(0), skeleton, None, view_mask)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ("rgb_rank", r"rgb: expected shape \[B, V, \.\.\., \.\.\., \.\.\., 3\] \(rank 6\), got \(2, 8, 32, 32, 3\)"),
+    ("mask", r"view_mask: expected shape \(2, 3\)"),
+])
+def test_student_input_errors(bad, match, student_shared):
+    model, variables = student_shared
+    rgb, _, view_mask = _inputs()
+    if bad == "rgb_rank":
+        rgb = rgb[:, 0]
+    else:
+        view_mask = view_mask[:, :2]
+    with pytest.raises(ValueError, match=match):
+        model.apply(variables, rgb, view_mask)

@@ -1,0 +1,103 @@
+"""Named teacher/student model presets, from unit-test size to ViT-L pods.
+
+A preset fixes the encoders, the fused width D, the token length L and the clip size the student expects:
+
+    micro     unit tests and smoke runs on 2 CPU cores       ViT 64-wide x2 blocks, 16 x 32^2 clips
+    synth     SynthMV default (16 frames of 32^2)            ViT 128-wide x4 blocks, tubelet 2x4x4
+    vit_s16   ViT-S/16, 16 x 224^2 (VideoMAE-S layout)       joint attention, tubelet 2x16x16, mean pooling
+    vit_b16   ViT-B/16, 16 x 224^2 (VideoMAE-B layout)       ~86 M encoder parameters
+    vit_l16   ViT-L/16, 16 x 224^2 (VideoMAE-L layout)
+
+The teacher's skeleton stream is the reference ST-GCN (64..256 channels) except in `micro` and `synth`, whose
+ST-GCNs are narrower. Any field can be overridden: `build_student("synth", 12, width=96)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+
+from vicokd_jax.models.stgcn import DEFAULT_CHANNELS, DEFAULT_STRIDES, STGCN
+from vicokd_jax.models.student import Student
+from vicokd_jax.models.teacher import Teacher
+from vicokd_jax.models.video_transformer import VIDEO_TRANSFORMER_PRESETS, VideoTransformer
+
+_VIDEOMAE_STYLE = dict(tubelet=(2, 16, 16), attention="joint", pooling="mean", posemb="sincos", qkv_bias="qv")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPreset:
+    encoder: dict  # VideoTransformer fields (num_classes=0 is added)
+    stgcn_channels: tuple[int, ...]
+    stgcn_strides: tuple[int, ...]
+    width: int  # D of the fused streams
+    token_frames: int  # L
+    num_heads: int
+    frames: int  # clip length T the encoder is sized for
+    image_size: int  # H = W
+
+
+PRESETS: dict[str, ModelPreset] = {
+    "micro": ModelPreset(
+        encoder=dict(hidden_size=64, depth=2, num_heads=2, mlp_dim=128, tubelet=(2, 8, 8), pooling="mean",
+                     posemb="sincos"),
+        stgcn_channels=(16, 32, 32), stgcn_strides=(1, 2, 2), width=64, token_frames=8, num_heads=2,
+        frames=16, image_size=32),
+    "synth": ModelPreset(
+        encoder=dict(hidden_size=128, depth=4, num_heads=4, mlp_dim=512, tubelet=(2, 4, 4), pooling="mean",
+                     posemb="sincos"),
+        stgcn_channels=(32, 32, 64, 64, 128, 128), stgcn_strides=(1, 1, 2, 1, 2, 1), width=128, token_frames=8,
+        num_heads=4, frames=16, image_size=32),
+    "vit_s16": ModelPreset(
+        encoder=dict(**VIDEO_TRANSFORMER_PRESETS["small"], **_VIDEOMAE_STYLE),
+        stgcn_channels=DEFAULT_CHANNELS, stgcn_strides=DEFAULT_STRIDES, width=256, token_frames=8, num_heads=4,
+        frames=16, image_size=224),
+    "vit_b16": ModelPreset(
+        encoder=dict(**VIDEO_TRANSFORMER_PRESETS["base"], **_VIDEOMAE_STYLE),
+        stgcn_channels=DEFAULT_CHANNELS, stgcn_strides=DEFAULT_STRIDES, width=256, token_frames=8, num_heads=8,
+        frames=16, image_size=224),
+    "vit_l16": ModelPreset(
+        encoder=dict(**VIDEO_TRANSFORMER_PRESETS["large"], **_VIDEOMAE_STYLE),
+        stgcn_channels=DEFAULT_CHANNELS, stgcn_strides=DEFAULT_STRIDES, width=256, token_frames=8, num_heads=8,
+        frames=16, image_size=224),
+}
+
+
+def get_preset(name: str) -> ModelPreset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def build_encoder(name: str, dtype: Any = jnp.float32, **overrides) -> VideoTransformer:
+    """The headless RGB encoder of a preset."""
+    return VideoTransformer(num_classes=0, dtype=dtype, **{**get_preset(name).encoder, **overrides})
+
+
+def build_teacher(name: str, num_classes: int, modalities=("skeleton", "rgb"), layout: str = "nturgb+d",
+                  dtype: Any = jnp.float32, **overrides) -> Teacher:
+    """A `Teacher` of preset `name`; `overrides` replace Teacher fields (e.g. width, fusion_layers)."""
+    p = get_preset(name)
+    skeleton = STGCN(0, layout=layout, channels=p.stgcn_channels, strides=p.stgcn_strides, dtype=dtype)
+    rgb = build_encoder(name, dtype) if "rgb" in modalities else None
+    fields = dict(width=p.width, token_frames=p.token_frames, num_heads=p.num_heads, dtype=dtype)
+    return Teacher(num_classes, skeleton, rgb, modalities=tuple(modalities), **{**fields, **overrides})
+
+
+def build_student(name: str, num_classes: int, dtype: Any = jnp.float32, **overrides) -> Student:
+    """A `Student` of preset `name`; `overrides` replace Student fields (per_view_weights, num_views, adapter..."""
+    p = get_preset(name)
+    fields = dict(width=p.width, token_frames=p.token_frames, num_heads=p.num_heads, teacher_width=p.width,
+                  dtype=dtype)
+    return Student(num_classes, build_encoder(name, dtype), **{**fields, **overrides})
+
+
+def example_shapes(name: str, batch: int, views: int, persons: int = 2, skeleton_frames: int | None = None,
+                   joints: int = 25) -> dict:
+    """Input shapes a preset is sized for: rgb [B,V,T,H,W,3], skeleton [B,V,M,T,J,3], view_mask [B,V]."""
+    p = get_preset(name)
+    t = p.frames
+    return {"rgb": (batch, views, t, p.image_size, p.image_size, 3),
+            "skeleton": (batch, views, persons, skeleton_frames or t, joints, 3),
+            "view_mask": (batch, views)}
