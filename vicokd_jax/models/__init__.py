@@ -1,5 +1,8 @@
 """Pure functional Flax models: skeleton graphs, ST-GCN, video transformers, teacher and student."""
-from vicokd_jax.models import graph
+from vicokd_jax.models import graph, presets
+from vicokd_jax.models.attention import CrossModalAttention
 from vicokd_jax.models.graph import Graph, get_graph
 from vicokd_jax.models.stgcn import STGCN
+from vicokd_jax.models.student import Student
+from vicokd_jax.models.teacher import Teacher
 from vicokd_jax.models.video_transformer import VIDEO_TRANSFORMER_PRESETS, VideoTransformer
