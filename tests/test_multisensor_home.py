@@ -1,0 +1,404 @@
+"""MultiSensor-Home: annotation parsing, frame labels, person scores, decoding, TFDS build (tiny generated folder).
+
+Generated videos are 10 fps, 24x32 (H x W); source frame k of view n is a flat colour R = 12*k, G = 40*n, B = 100,
+so the red channel of a decoded frame tells which source frame was sampled. At 2.5 fps the sampler takes every
+4th source frame (0, 4, 8, ...), and frame t covers time t / 2.5 s.
+"""
+import fractions
+import json
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from vicokd_jax.data import multisensor_home as msh
+from vicokd_jax.data import schema
+from vicokd_jax.data.builders import multisensor_home as builder
+
+SRC_FPS, H, W = 10, 24, 32
+C = len(msh.HOME_CLASSES)
+CLS = {name: i for i, name in enumerate(msh.HOME_CLASSES)}
+
+
+def write_video(path, num_frames, view, *, audio=False, fps=SRC_FPS):
+    """Encode a flat-colour MP4 (mpeg4, optional AAC track) whose frame k has red = 12*k and green = 40*view."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = W, H, "yuv420p", 2_000_000
+        if audio:  # the real files carry audio; the decoder must skip it (streams are added before muxing)
+            sound = out.add_stream("aac", rate=16000)
+            sound.layout = "mono"
+        for k in range(num_frames):
+            image = np.empty([H, W, 3], np.uint8)
+            image[...] = (min(12 * k, 255), 40 * view, 100)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = k, fractions.Fraction(1, fps)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+        if audio:
+            for start in range(0, 16000 * num_frames // fps, 1024):
+                chunk = av.AudioFrame.from_ndarray(np.zeros([1, 1024], np.float32), format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts, chunk.time_base = 16000, start, fractions.Fraction(1, 16000)
+                out.mux(sound.encode(chunk))
+            out.mux(sound.encode())
+
+
+def source_frames(rgb):
+    """[..., T, H, W, 3] decoded frames -> [..., T] index of the source frame each shows (from the red level)."""
+    return np.rint(rgb[..., 0].mean(axis=(-1, -2)) / 12).astype(int)
+
+
+def urls(stem, views=range(1, 6)):
+    """video_url_1..5 of `stem` = "01/00-Part1" -> "01/00-View{n}-Part1.mp4"."""
+    seq, part = stem.split("-")
+    return {f"video_url_{n}": f"{seq}-View{n}-{part}.mp4" for n in views}
+
+
+def write_json(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+# ---- the tiny Home-1 folder --------------------------------------------------------------------------------------
+
+TRAIN = [
+    # 2.0 s -> T = 5 at 2.5 fps. Sitdown 0.3-0.9 s -> frames round(0.75)=1 .. round(2.25)=2; ReadBook 1.0-1.9 s ->
+    # round(2.5)=3 (half up) .. round(4.75)=5, cut to the last frame 4.
+    {**urls("01/00-Part1"), "tricks": [{"start": 0.3, "end": 0.9, "labels": ["Sitdown"]},
+                                       {"start": 1.0, "end": 1.9, "labels": ["ReadBook"]}]},
+    # 1.2 s -> T = 3; View3 file missing. One trick with two classes: frames round(0)=0 .. round(1.25)=1.
+    {**urls("01/00-Part2"), "tricks": [{"start": 0, "end": 0.5, "channel": 0, "labels": ["ReadBook", "UsePhone"]}]},
+    # 2.0 s (View5 2.2 s, cut to 5 frames); the trick outlasts the video: every frame on.
+    {**urls("02/05-Part1"), "tricks": [{"start": 0.0, "end": 10.0, "labels": ["Enter"]}]},
+]
+TEST = [
+    # 1.5 s -> T = 4 (t/2.5 <= 1.4 + 0.05); Exit 0.5-1.0 s -> frames round(1.25)=1 .. round(2.5)=3.
+    {**urls("03/01-Part1"), "tricks": [{"start": 0.5, "end": 1.0, "labels": ["Exit"]}]},
+]
+FRAMES = {"01/00-Part1": 20, "01/00-Part2": 12, "02/05-Part1": 20, "03/01-Part1": 15}
+HUMAN_TRAIN = {
+    "01/00-Part1": [[0.1 * v + 0.01 * t for t in range(5)] for v in range(5)],   # record id, T_h = T
+    "00-Part2": [[0.1 * v + 0.01 * t for t in range(6)] for v in range(5)],      # name key, T_h = 2T
+    "05": [[1.5, -0.5, 0.5, 0.5, 0.5]] * 5,                                         # original key; clipped to [0,1]
+}
+
+
+@pytest.fixture(scope="module")
+def manual_dir(tmp_path_factory):
+    """manual_dir/MultiSensor-Home1 with 3 train + 1 test records, one missing view, human_save_train.json."""
+    root = tmp_path_factory.mktemp("manual")
+    home = root / "MultiSensor-Home1"
+    for record in TRAIN + TEST:
+        stem = msh.parse_record(record, CLS, "fixture").id
+        for n in range(1, 6):
+            if (stem, n) == ("01/00-Part2", 3):
+                continue  # the missing view
+            frames = FRAMES[stem] + (2 if (stem, n) == ("02/05-Part1", 5) else 0)
+            write_video(home / record[f"video_url_{n}"], frames, n, audio=n == 1)
+    write_json(home / "train.json", TRAIN)
+    write_json(home / "test.json", TEST)
+    write_json(home / "all_labels.json", TRAIN + TEST)  # the dataset's "complete annotations": ignored
+    write_json(home / "human_save_train.json", HUMAN_TRAIN)
+    return root
+
+
+@pytest.fixture(scope="module")
+def train_source(manual_dir):
+    return msh.MultisensorHomeSource(manual_dir, "train", home="home1", height=12, width=16)
+
+
+def frame_rows(t, on):
+    """[t, C] expected frame labels: rows `on[class] = frame indices`."""
+    labels = np.zeros([t, C], np.float32)
+    for name, frames in on.items():
+        labels[frames, CLS[name]] = 1
+    return labels
+
+
+# ---- examples from the source ------------------------------------------------------------------------------------
+
+def test_source_examples_follow_schema_and_trick_intervals(train_source):
+    assert len(train_source) == 3
+    ex = train_source[0]
+    schema.check_example(ex)
+    assert ex["id"] == "01/00-Part1"
+    assert ex["rgb"].shape == (5, 5, 12, 16, 3) and ex["rgb"].dtype == np.uint8
+    assert ex["frame_labels"].shape == (5, C) and ex["labels"].shape == (C,)
+    np.testing.assert_array_equal(ex["labels"], sequence_labels_of("Sitdown", "ReadBook"))
+    np.testing.assert_array_equal(ex["frame_labels"], frame_rows(5, {"Sitdown": [1, 2], "ReadBook": [3, 4]}))
+    np.testing.assert_array_equal(source_frames(ex["rgb"]), np.tile([0, 4, 8, 12, 16], (5, 1)))
+    green = ex["rgb"][..., 1].mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(green, 40 * np.arange(1, 6), atol=4)  # view n's file went to view slot n-1
+    assert ex["view_mask"].tolist() == [True] * 5
+
+
+def sequence_labels_of(*names):
+    labels = np.zeros([C], np.float32)
+    labels[[CLS[n] for n in names]] = 1
+    return labels
+
+
+def test_missing_view_is_masked_with_zero_frames_and_scores(train_source):
+    ex = train_source[1]
+    assert ex["id"] == "01/00-Part2"
+    assert ex["view_mask"].tolist() == [True, True, False, True, True]
+    assert ex["rgb"].shape[1] == 3 and not ex["rgb"][2].any() and not ex["human_score"][2].any()
+    np.testing.assert_array_equal(ex["labels"], sequence_labels_of("ReadBook", "UsePhone"))
+    np.testing.assert_array_equal(ex["frame_labels"], frame_rows(3, {"ReadBook": [0, 1], "UsePhone": [0, 1]}))
+
+
+def test_views_are_cut_to_the_shortest_and_long_tricks_to_the_clip(train_source):
+    ex = train_source[2]
+    assert ex["rgb"].shape[1] == 5  # View5 has 2 more source frames (6 sampled), within max_view_skew_s
+    np.testing.assert_array_equal(ex["frame_labels"], frame_rows(5, {"Enter": [0, 1, 2, 3, 4]}))
+
+
+def test_human_scores_by_id_name_and_original_key_resampled_and_clipped(train_source):
+    np.testing.assert_allclose(train_source[0]["human_score"], np.asarray(HUMAN_TRAIN["01/00-Part1"]), atol=1e-6)
+    # T_h = 6 for T = 3: frame t reads column floor((t + 0.5) * 2) = 1, 3, 5; the absent View3 scores 0.
+    expected = np.asarray(HUMAN_TRAIN["00-Part2"])[:, [1, 3, 5]] * np.array([1, 1, 0, 1, 1])[:, None]
+    np.testing.assert_allclose(train_source[1]["human_score"], expected, atol=1e-6)
+    np.testing.assert_allclose(train_source[2]["human_score"], np.tile([1.0, 0.0, 0.5, 0.5, 0.5], (5, 1)))
+
+
+def test_no_human_save_file_gives_score_one(manual_dir):
+    ex = msh.MultisensorHomeSource(manual_dir, "test", home="home1", height=12, width=16)[0]
+    assert ex["human_score"].shape == (5, 4) and np.all(ex["human_score"] == 1.0)
+    np.testing.assert_array_equal(ex["frame_labels"], frame_rows(4, {"Exit": [1, 2, 3]}))
+
+
+def test_original_key_is_not_used_when_parts_share_it():
+    records = [msh.parse_record(r, CLS, "x") for r in TRAIN]
+    lookup = msh.human_score_lookup(records, {"00": np.ones([5, 3], np.float32)})
+    assert lookup(records[0]) is None and lookup(records[1]) is None  # "00" is Part1's or Part2's: ambiguous
+
+
+def test_merge_parts_concatenates_frames_labels_and_scores(manual_dir, train_source):
+    merged = msh.MultisensorHomeSource(manual_dir, "train", home="home1", height=12, width=16, merge_parts=True)
+    assert len(merged) == 2
+    ex = merged[0]
+    part1, part2 = train_source[0], train_source[1]
+    assert ex["id"] == "01/00" and ex["rgb"].shape[1] == 5 + 3
+    np.testing.assert_array_equal(ex["rgb"], np.concatenate([part1["rgb"], part2["rgb"]], axis=1))
+    np.testing.assert_array_equal(ex["frame_labels"], np.concatenate([part1["frame_labels"], part2["frame_labels"]]))
+    np.testing.assert_array_equal(ex["human_score"], np.concatenate([part1["human_score"], part2["human_score"]], 1))
+    assert ex["view_mask"].all()  # View3 exists in Part1 (its Part2 frames stay zero)
+    assert not ex["rgb"][2, 5:].any() and ex["rgb"][2, :5].any()
+    np.testing.assert_array_equal(ex["labels"], sequence_labels_of("Sitdown", "ReadBook", "UsePhone"))
+
+
+# ---- TFDS build ---------------------------------------------------------------------------------------------------
+
+def test_tfds_build_array_record_round_trip(manual_dir, train_source, tmp_path):
+    config = builder.MultisensorHomeConfig(name="tiny_home1", home="home1", height=12, width=16)
+    b = builder.MultisensorHome(config=config, data_dir=str(tmp_path), file_format="array_record")
+    b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    sources = b.as_data_source()
+    assert len(sources["train"]) == 3 and len(sources["test"]) == 1
+    assert b.info.metadata["classes"] == list(msh.HOME_CLASSES)
+    by_id = {}
+    for i in range(len(sources["train"])):
+        ex = sources["train"][i]
+        key = ex["id"].decode() if isinstance(ex["id"], bytes) else ex["id"]
+        by_id[key] = ex
+        schema.check_example(ex, where=key)
+    for i in range(len(train_source)):
+        want = train_source[i]
+        got = by_id[want["id"]]
+        for key in ("rgb", "human_score", "view_mask", "labels", "frame_labels"):
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+            assert got[key].dtype == want[key].dtype, key
+
+
+def test_builder_configs_and_missing_files(manual_dir, tmp_path):
+    assert [c.name for c in builder.MultisensorHome.BUILDER_CONFIGS] == ["home1", "home2"]
+    assert "train.json" in builder.MultisensorHome.MANUAL_DOWNLOAD_INSTRUCTIONS
+    assert builder.missing_files(manual_dir, "home1") == []
+    missing = builder.missing_files(manual_dir, "home2")
+    assert any("train_data.json" in m for m in missing) and any("test_data.json" in m for m in missing)
+    with pytest.raises(ValueError, match="home3"):
+        builder.missing_files(manual_dir, "home3")
+    # A record none of whose view files exist is listed with its files.
+    write_json(tmp_path / "train.json", [{**urls("09/09-Part1"), "tricks": []}])
+    write_json(tmp_path / "test.json", [])
+    (missing_record,) = builder.missing_files(tmp_path, "home1")
+    assert "09/09-View1-Part1.mp4" in missing_record and "record 0" in missing_record
+
+
+def test_build_without_annotations_names_missing_files(tmp_path):
+    b = builder.MultisensorHome(config="home2", data_dir=str(tmp_path / "data"), file_format="array_record")
+    with pytest.raises(FileNotFoundError, match="train_data.json"):
+        b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path)))
+
+
+def test_home2_file_names_and_manual_dir_as_home_folder(manual_dir, tmp_path):
+    home1 = manual_dir / "MultiSensor-Home1"
+    record = {**{k: str(home1 / v) for k, v in urls("03/01-Part1").items()},
+              "tricks": [{"start": 0.0, "end": 0.4, "labels": ["CloseCurtain"]}]}
+    write_json(tmp_path / "train_data.json", [record])  # absolute paths also work (joined to the home folder)
+    write_json(tmp_path / "test_data.json", [record])
+    ex = msh.MultisensorHomeSource(tmp_path, "train", home="home2", height=12, width=16)[0]
+    np.testing.assert_array_equal(ex["frame_labels"][:, CLS["CloseCurtain"]], [1, 1, 0, 0])
+    assert builder.missing_files(tmp_path, "home2") == []
+
+
+# ---- sampling ----------------------------------------------------------------------------------------------------
+
+def test_decode_samples_nearest_frames_and_resizes(tmp_path):
+    path = tmp_path / "a.mp4"
+    write_video(path, 20, 1, fps=25)  # 0.8 s at 25 fps
+    clip = msh.decode_video(path, fps=2.5, height=6, width=8)
+    assert clip.shape == (2, 6, 8, 3)  # times 0, 0.4 s
+    np.testing.assert_array_equal(source_frames(clip), [0, 10])  # as MultiTSF: every round(25 / 2.5) = 10th
+    held = msh.decode_video(tmp_path / "a.mp4", fps=50, height=6, width=8)  # faster than the source: repeats
+    assert len(held) == 40 and source_frames(held)[:4].tolist() == [0, 0, 1, 1]
+
+
+def test_frame_labels_round_half_up_and_clip():
+    tricks = [msh.Trick(start=0.2, end=0.6, classes=(0,)), msh.Trick(start=1.0, end=9.0, classes=(2, 3))]
+    got = msh.frame_labels(tricks, num_frames=4, fps=2.5, num_classes=4)
+    # 0.2 s -> 0.5 -> 1; 0.6 s -> 1.5 -> 2; 1.0 s -> 2.5 -> 3; 9.0 s -> 22.5 -> cut to 3.
+    np.testing.assert_array_equal(got, [[0, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1]])
+
+
+def test_resample_scores_identity_and_uniform():
+    scores = np.arange(10, dtype=np.float32).reshape(5, 2)
+    np.testing.assert_array_equal(msh.resample_scores(scores, 2), scores)
+    np.testing.assert_array_equal(msh.resample_scores(scores, 4)[0], [0, 0, 1, 1])
+
+
+# ---- malformed input: each error names the file, record and key ---------------------------------------------------
+
+def parse(tmp_path, records, name="train.json"):
+    return msh.parse_annotations(write_json(tmp_path / name, records))
+
+
+GOOD = {**urls("01/00-Part1"), "tricks": [{"start": 1.0, "end": 2.0, "labels": ["Drink"]}]}
+
+
+def test_error_missing_video_url(tmp_path):
+    bad = {k: v for k, v in GOOD.items() if k != "video_url_3"}
+    with pytest.raises(ValueError, match=r"train\.json record 1: missing key 'video_url_3'"):
+        parse(tmp_path, [GOOD, bad])
+
+
+def test_error_missing_tricks(tmp_path):
+    bad = {k: v for k, v in GOOD.items() if k != "tricks"}
+    with pytest.raises(ValueError, match=r"train\.json record 0: missing key 'tricks'"):
+        parse(tmp_path, [bad])
+
+
+def test_error_missing_trick_key(tmp_path):
+    bad = {**GOOD, "tricks": [GOOD["tricks"][0], {"start": 1.0, "labels": ["Eat"]}]}
+    with pytest.raises(ValueError, match=r"train\.json record 0: tricks\[1\]: missing key 'end'"):
+        parse(tmp_path, [bad])
+
+
+def test_error_partial_json(tmp_path):
+    path = tmp_path / "test.json"
+    path.write_text(json.dumps([GOOD, GOOD])[:150])
+    with pytest.raises(ValueError, match=r"test\.json: invalid JSON at line 1 column \d+"):
+        msh.parse_annotations(path)
+
+
+def test_error_not_a_list(tmp_path):
+    with pytest.raises(ValueError, match=r"train\.json: expected a JSON list of records, got dict"):
+        parse(tmp_path, {"records": [GOOD]})
+
+
+def test_error_start_after_end(tmp_path):
+    bad = {**GOOD, "tricks": [{"start": 5.0, "end": 2.0, "labels": ["Eat"]}]}
+    with pytest.raises(ValueError, match=r"train\.json record 0: tricks\[0\]: start 5\.0 > end 2\.0"):
+        parse(tmp_path, [bad])
+
+
+def test_error_bad_time_value(tmp_path):
+    bad = {**GOOD, "tricks": [{"start": "1.0", "end": 2.0, "labels": ["Eat"]}]}
+    with pytest.raises(ValueError, match=r"record 0: tricks\[0\]\.start: expected a finite number"):
+        parse(tmp_path, [bad])
+    bad = {**GOOD, "tricks": [{"start": -1.0, "end": 2.0, "labels": ["Eat"]}]}
+    with pytest.raises(ValueError, match=r"tricks\[0\]\.start: negative time"):
+        parse(tmp_path, [bad])
+
+
+def test_error_unknown_class(tmp_path):
+    bad = {**GOOD, "tricks": [{"start": 1.0, "end": 2.0, "labels": ["Jump"]}]}
+    with pytest.raises(ValueError) as err:
+        parse(tmp_path, [GOOD, bad], name="test_data.json")
+    message = str(err.value)
+    assert "test_data.json record 1: tricks[0].labels: unknown class 'Jump'" in message
+    assert "known classes (16): AdjustAC, Clean," in message and "UsePhone" in message
+
+
+def test_error_empty_labels(tmp_path):
+    bad = {**GOOD, "tricks": [{"start": 1.0, "end": 2.0, "labels": []}]}
+    with pytest.raises(ValueError, match=r"tricks\[0\]\.labels: expected a non-empty list"):
+        parse(tmp_path, [bad])
+
+
+def test_error_url_names_another_view(tmp_path):
+    bad = {**GOOD, "video_url_4": "01/00-View2-Part1.mp4"}
+    with pytest.raises(ValueError, match=r"record 0: key 'video_url_4' names View2"):
+        parse(tmp_path, [bad])
+
+
+def test_error_views_of_different_recordings(tmp_path):
+    bad = {**GOOD, "video_url_2": "01/07-View2-Part1.mp4"}
+    with pytest.raises(ValueError, match=r"record 0: key 'video_url_2' \(01/07-View2-Part1\.mp4\) is not the same"):
+        parse(tmp_path, [bad])
+
+
+def test_error_duplicate_record(tmp_path):
+    with pytest.raises(ValueError, match=r"record 1 repeats id '01/00-Part1' of .*record 0"):
+        parse(tmp_path, [GOOD, GOOD])
+
+
+def test_error_views_of_different_lengths(tmp_path):
+    write_video(tmp_path / "01/00-View1-Part1.mp4", 20, 1)  # 2 s
+    write_video(tmp_path / "01/00-View2-Part1.mp4", 60, 2)  # 6 s
+    record = msh.parse_record({**urls("01/00-Part1", views=(1, 2)), **{f"video_url_{n}": None for n in (3, 4, 5)},
+                               "tricks": []}, CLS, "train.json record 0")
+    with pytest.raises(ValueError) as err:
+        msh.load_views(tmp_path, record, fps=2.5, height=6, width=8, max_view_skew_s=1.0)
+    message = str(err.value)
+    assert "train.json record 0 (01/00-Part1): views have different lengths" in message
+    assert "01/00-View1-Part1.mp4: 5 frames" in message and "01/00-View2-Part1.mp4: 15 frames" in message
+
+
+def test_error_all_views_missing(tmp_path):
+    record = msh.parse_record(GOOD, CLS, "train.json record 4")
+    with pytest.raises(FileNotFoundError, match=r"train\.json record 4 \(01/00-Part1\): no view file exists: .*"
+                                                r"01/00-View1-Part1\.mp4, .*01/00-View5-Part1\.mp4"):
+        msh.load_views(tmp_path, record, fps=2.5, height=6, width=8)
+
+
+def test_error_corrupt_video(tmp_path):
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 20)
+    with pytest.raises(ValueError, match=r"broken\.mp4: (cannot decode video|no video stream|no decodable)"):
+        msh.decode_video(path, fps=2.5, height=6, width=8)
+
+
+def test_error_human_save_views_of_different_lengths(tmp_path):
+    path = write_json(tmp_path / "human_save_train.json", {"01/00-Part1": [[0.1] * 5] * 4 + [[0.1] * 4]})
+    with pytest.raises(ValueError, match=r"human_save_train\.json key '01/00-Part1': views have different .*"
+                                         r"\[5, 5, 5, 5, 4\]"):
+        msh.load_human_scores(path)
+
+
+def test_error_human_save_wrong_view_count(tmp_path):
+    path = write_json(tmp_path / "human_save_test.json", {"00": [[0.1, 0.2]] * 3})
+    with pytest.raises(ValueError, match=r"human_save_test\.json key '00': expected 5 lists .* got a list of 3"):
+        msh.load_human_scores(path)
+
+
+def test_error_class_list_file_differs(tmp_path):
+    write_json(tmp_path / "all_labels.json", list(msh.HOME_CLASSES[:15]) + ["Jump"])
+    with pytest.raises(ValueError, match=r"all_labels\.json: class list differs .*not configured: \['Jump'\]"):
+        msh.check_class_list(tmp_path, msh.HOME_CLASSES)
+    write_json(tmp_path / "all_labels.json", list(msh.HOME_CLASSES))
+    msh.check_class_list(tmp_path, msh.HOME_CLASSES)  # the same list: fine

@@ -1,0 +1,152 @@
+"""grain pipeline: batch layout, exact resume, labeled subset, sharding, sampling and augmentation."""
+import numpy as np
+import pytest
+
+from vicokd_jax.data import pipeline as P
+from vicokd_jax.data.synthetic import SynthMV
+
+
+def _cfg(**kw):
+    return P.PipelineConfig(**{"batch_size": 4, "shard_index": 0, "shard_count": 1, **kw})
+
+
+@pytest.fixture(scope="module")
+def source():
+    return SynthMV("train", 24, seed=0, num_frames=12)
+
+
+def test_batches_have_the_method_layout(source):
+    batch = next(iter(P.make_dataset(source, _cfg(num_frames=8, image_size=24, labeled_fraction=0.5))))
+    assert batch["rgb"].shape == (4, 4, 8, 24, 24, 3) and batch["rgb"].dtype == np.uint8
+    assert batch["skeleton"].shape == (4, 4, 1, 8, 25, 3) and batch["skeleton"].dtype == np.float32
+    assert batch["human_score"].shape == (4, 4, 8) and batch["view_mask"].shape == (4, 4)
+    assert batch["label"].shape == (4,) and batch["label"].dtype == np.int32
+    assert batch["labeled"].dtype == bool and batch["frame_labels"].shape == (4, 8)
+
+
+def test_restored_iterator_yields_exactly_the_same_batches(source):
+    cfg = _cfg(labeled_fraction=0.3, flip=True, image_size=28)
+    it = iter(P.make_dataset(source, cfg))
+    for _ in range(7):  # past the end of the first epoch (24 examples / 4)
+        next(it)
+    state = it.get_state()
+    expected = [next(it) for _ in range(5)]
+    resumed = iter(P.make_dataset(source, cfg))
+    resumed.set_state(state)
+    for want, got in zip(expected, [next(resumed) for _ in range(5)]):
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_epochs_are_reshuffled_and_cover_every_example(source):
+    it = iter(P.make_dataset(source, _cfg()))
+    epochs = [np.concatenate([next(it)["index"] for _ in range(6)]) for _ in range(2)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(24))
+    assert list(epochs[0]) != list(epochs[1])
+
+
+def test_labeled_subset_is_exact_deterministic_and_shard_independent(source):
+    mask = P.labeled_mask(1000, 0.1, seed=3)
+    assert mask.sum() == 100
+    np.testing.assert_array_equal(mask, P.labeled_mask(1000, 0.1, seed=3))
+    assert not np.array_equal(mask, P.labeled_mask(1000, 0.1, seed=4))
+    cfg = _cfg(training=False, labeled_fraction=0.25, shard_count=2)
+    seen = {}
+    for shard in (0, 1):
+        for batch in P.make_dataset(source, cfg.__class__(**{**cfg.__dict__, "shard_index": shard})):
+            seen.update(zip(batch["index"].tolist(), batch["labeled"].tolist()))
+    assert sorted(seen) == list(range(24))  # the two shards partition the data
+    expected = P.labeled_mask(24, 0.25, 0)
+    assert all(seen[i] == expected[i] for i in seen) and sum(seen.values()) == 6
+
+
+def test_evaluation_is_one_ordered_pass_with_a_partial_last_batch(source):
+    batches = list(P.make_dataset(source, _cfg(training=False, batch_size=10)))
+    assert [len(b["index"]) for b in batches] == [10, 10, 4]
+    assert np.concatenate([b["index"] for b in batches]).tolist() == list(range(24))
+
+
+def test_frame_indices():
+    np.testing.assert_array_equal(P.frame_indices(8, 4, "uniform", None), [1, 3, 5, 7])
+    np.testing.assert_array_equal(P.frame_indices(3, 6, "uniform", None), [0, 0, 1, 1, 2, 2])
+    crop = P.frame_indices(20, 5, "random_crop", np.random.default_rng(0))
+    assert (np.diff(crop) == 1).all() and 0 <= crop[0] <= 15
+    with pytest.raises(ValueError, match="0-frame"):
+        P.frame_indices(0, 4, "uniform", None)
+
+
+def test_temporal_sampling_moves_every_time_indexed_key_together(source):
+    example = source[0]
+    out = P.transform_example(example, _cfg(training=False, num_frames=4), None)
+    idx = P.frame_indices(12, 4, "uniform", None)
+    np.testing.assert_array_equal(out["rgb"], example["rgb"][:, idx])
+    np.testing.assert_array_equal(out["human_score"], example["human_score"][:, idx])
+    np.testing.assert_array_equal(out["frame_labels"], example["frame_labels"][idx])
+    raw = P.transform_example(example, _cfg(training=False, num_frames=4, center_skeleton=False), None)
+    np.testing.assert_array_equal(raw["skeleton"], example["skeleton"][:, :, idx])
+
+
+def test_resize_is_exact_on_constant_images_and_identity_at_same_size():
+    flat = np.full((2, 3, 40, 40, 3), 77, np.uint8)
+    assert (P.crop_and_resize(flat, (0, 0, 40), 16) == 77).all()
+    img = np.random.default_rng(0).integers(0, 256, (1, 2, 16, 16, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(P.crop_and_resize(img, (0, 0, 16), 16), img)
+    # A left-to-right ramp stays a ramp after resizing.
+    ramp = np.broadcast_to(np.linspace(0, 255, 32).astype(np.uint8)[None, :, None], (32, 32, 3))
+    out = P.crop_and_resize(ramp, (0, 0, 32), 8)
+    assert (np.diff(out[0, :, 0].astype(int)) > 0).all()
+
+
+def test_flip_is_consistent_across_views_and_skeleton(source):
+    example = source[1]
+    cfg = _cfg(num_frames=12, flip=True, center_skeleton=False, crop_scale=(1.0, 1.0))
+    for seed in range(20):  # find a draw that flips and one that does not
+        rng = np.random.default_rng(seed)
+        out = P.transform_example(example, cfg, rng)
+        if np.array_equal(out["rgb"], example["rgb"]):
+            continue
+        np.testing.assert_array_equal(out["rgb"], example["rgb"][..., ::-1, :])  # every view flipped
+        np.testing.assert_allclose(out["skeleton"], P.mirror_skeleton(example["skeleton"]))
+        break
+    else:
+        pytest.fail("no flip in 20 draws")
+    skel = example["skeleton"]
+    np.testing.assert_array_equal(P.mirror_skeleton(P.mirror_skeleton(skel)), skel)
+    left_hand, right_hand = 7, 11
+    np.testing.assert_array_equal(P.mirror_skeleton(skel)[..., left_hand, 0], -skel[..., right_hand, 0])
+
+
+def test_skeleton_centring_keeps_untracked_frames_zero(source):
+    example = next(e for e in (source[i] for i in range(24))
+                   if (np.abs(example_skel := e["skeleton"]).sum((1, 3, 4)) == 0).any()
+                   and np.abs(example_skel).sum() > 0)
+    centred = P.center_skeleton(example["skeleton"])
+    tracked = np.abs(example["skeleton"]).sum(-1) > 0
+    assert (centred[~tracked] == 0).all()
+    for v in range(centred.shape[0]):
+        spine = centred[v, :, :, 1][tracked[v, :, :, 1]]
+        if len(spine):
+            np.testing.assert_allclose(spine.mean(0), 0.0, atol=1e-5)
+
+
+def test_bad_configuration_and_input():
+    with pytest.raises(ValueError, match="temporal_sampling"):
+        _cfg(temporal_sampling="random")
+    with pytest.raises(ValueError, match="labeled_fraction"):
+        _cfg(labeled_fraction=1.5)
+    with pytest.raises(ValueError, match="is empty"):
+        P.make_dataset(SynthMV("train", 0), _cfg())
+    example = dict(SynthMV("train", 1, image_size=16)[0])
+    example["rgb"] = example["rgb"][..., :12, :]  # 16 x 12 frames
+    with pytest.raises(ValueError, match="16x12; set image_size"):
+        P.transform_example(example, _cfg(training=False), None)
+
+
+def test_worker_processes_give_the_same_batches(source):
+    cfg = _cfg(labeled_fraction=0.5)
+    plain = iter(P.make_dataset(source, cfg))
+    workers = iter(P.make_dataset(source, P.PipelineConfig(**{**cfg.__dict__, "num_workers": 2})))
+    for _ in range(3):
+        a, b = next(plain), next(workers)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

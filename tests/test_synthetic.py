@@ -1,0 +1,122 @@
+"""SynthMV: layout, determinism, the partial-overlap statistics of issue 5, and what the knobs do."""
+import numpy as np
+import pytest
+
+from vicokd_jax.data import schema
+from vicokd_jax.data.synthetic import ACTIONS, SynthConfig, SynthMV
+
+
+@pytest.fixture(scope="module")
+def train():
+    ds = SynthMV("train", 240, seed=0)
+    return ds, [ds[i] for i in range(len(ds))]
+
+
+def _views_seeing(example):
+    """Views whose detector fires (score >= 0.5) on at least 25% of the frames."""
+    return int(((example["human_score"] >= 0.5).mean(1) >= 0.25).sum())
+
+
+def test_layout_matches_the_schema(train):
+    ds, examples = train
+    e = examples[0]
+    schema.check_example(e, "SynthMV[0]")
+    assert e["rgb"].shape == (4, 16, 32, 32, 3) and e["rgb"].dtype == np.uint8
+    assert e["skeleton"].shape == (4, 1, 16, 25, 3) and e["skeleton"].dtype == np.float32
+    assert e["human_score"].shape == (4, 16) and e["human_score"].dtype == np.float32
+    assert e["frame_labels"].shape == (16,) and e["view_mask"].all()
+    assert 0 <= int(e["label"]) < 12 and len(ds.class_names) == 12 >= 12
+    for ex in examples:
+        assert ((ex["human_score"] >= 0) & (ex["human_score"] <= 1)).all()
+        action = ex["frame_labels"][ex["frame_labels"] >= 0]
+        assert len(action) >= 2 and (action == ex["label"]).all()  # one contiguous action span, background around
+
+
+def test_partial_overlap_statistics(train):
+    _, examples = train
+    seen = np.array([_views_seeing(e) for e in examples])
+    exactly_one, everyone, nobody = (seen == 1).mean(), (seen == 4).mean(), (seen == 0).mean()
+    assert exactly_one >= 0.10, exactly_one
+    assert everyone <= 0.60, everyone
+    assert nobody <= 0.05, nobody
+    # Views really overlap partially: a good share of samples is seen by 2 or 3 views.
+    assert ((seen == 2) | (seen == 3)).mean() >= 0.4
+
+
+def test_actions_enter_or_leave_views_mid_clip(train):
+    _, examples = train
+    changes = 0
+    for e in examples:
+        tracked = np.abs(e["skeleton"]).sum((1, 3, 4)) > 0  # [V, T]
+        changes += int(np.any(tracked[:, 1:] != tracked[:, :-1]))
+    assert changes >= 0.1 * len(examples)
+
+
+def test_skeleton_is_zero_exactly_where_the_view_does_not_track(train):
+    _, examples = train
+    e = examples[3]
+    tracked = np.abs(e["skeleton"]).sum((1, 3, 4)) > 0
+    assert tracked.any() and not tracked.all()
+    # Tracked skeletons are plausible camera-space bodies: in front of the camera, a person's height apart.
+    joints = e["skeleton"][:, 0][tracked]  # [n, 25, 3]
+    assert (joints[..., 2] > 0).all()
+    height = joints[:, 3, 1] - joints[:, [14, 18], 1].min(-1)  # head above the lower ankle
+    assert (height > 0.8).all() and (height < 2.2).all()
+
+
+def test_deterministic_per_index_and_different_across_seeds_and_splits():
+    a = SynthMV("train", 10, seed=3)[7]
+    b = SynthMV("train", 10, seed=3)[7]
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    other_seed = SynthMV("train", 10, seed=4)[7]
+    other_split = SynthMV("test", 10, seed=3)[7]
+    assert not np.array_equal(a["rgb"], other_seed["rgb"])
+    assert not np.array_equal(a["rgb"], other_split["rgb"])
+    # Order of access does not matter (a pure function of the index).
+    ds = SynthMV("train", 10, seed=3)
+    _ = [ds[i] for i in (9, 2, 5)]
+    np.testing.assert_array_equal(ds[7]["rgb"], a["rgb"])
+
+
+def test_labels_cover_all_classes(train):
+    _, examples = train
+    assert set(int(e["label"]) for e in examples) == set(range(12))
+
+
+def test_multi_label_variant():
+    ds = SynthMV("train", 20, seed=1, multi_label=True)
+    e = ds[0]
+    schema.check_example(e)
+    assert e["labels"].shape == (12,) and e["labels"].sum() == 2
+    assert e["frame_labels"].shape == (16, 12)
+    assert (e["frame_labels"].max(0) == e["labels"]).all()
+    assert (e["frame_labels"].sum(1) == 1).all()  # one action at a time, one after the other
+
+
+def test_full_overlap_variant_sees_more():
+    partial = SynthMV("train", 60, seed=0)
+    full = SynthMV("train", 60, seed=0, config=SynthConfig(overlap="full", occluders=0))
+    seen_partial = np.mean([_views_seeing(partial[i]) for i in range(60)])
+    seen_full = np.array([_views_seeing(full[i]) for i in range(60)])
+    assert (seen_full == 4).mean() >= 0.9 and seen_full.mean() > seen_partial + 1
+
+
+def test_knobs_change_the_rendering():
+    base = SynthMV("train", 4, seed=0, image_size=48, num_frames=8, num_views=2)[1]
+    assert base["rgb"].shape == (2, 8, 48, 48, 3)
+    clean = SynthMV("train", 4, seed=0, image_size=48, num_frames=8, num_views=2,
+                    config=SynthConfig(noise_std=0.0))[1]
+    assert np.abs(base["rgb"].astype(int) - clean["rgb"].astype(int)).mean() > 2
+    np.testing.assert_array_equal(base["label"], clean["label"])  # same actor and action
+
+
+def test_bad_arguments_are_reported():
+    with pytest.raises(ValueError, match="split must be one of"):
+        SynthMV("dev")
+    with pytest.raises(ValueError, match=f"num_classes must be in \\[2, {len(ACTIONS)}\\]"):
+        SynthMV(num_classes=40)
+    with pytest.raises(ValueError, match="overlap must be"):
+        SynthConfig(overlap="some")
+    with pytest.raises(IndexError, match="out of range"):
+        SynthMV("train", 5)[5]

@@ -1,0 +1,246 @@
+"""grain input pipelines: random-access source -> per-host batches of the METHOD.md layout.
+
+    source (SynthMV, a TFDS ArrayRecord data source, ...)  examples of `vicokd_jax.data.schema`
+      -> + global index and the deterministic `labeled` flag (data.labeled_fraction)
+      -> per-process shard (every `shard_count`-th example)
+      -> seeded shuffle, a new order each epoch          (training)
+      -> repeat                                          (training: forever)
+      -> temporal sampling: uniform or random crop to `num_frames`
+      -> spatial: random square crop + resize (training) or centre crop + resize; optional flip applied to all
+         views and mirrored into the skeleton (x -> -x, left/right joints swapped)
+      -> normalisation: skeletons centred per view on the mean tracked spine joint; RGB stays uint8 (the models
+         normalise it: four times fewer bytes to move)
+      -> per-host batch (drop remainder in training)
+      -> worker processes (`num_workers > 0`)
+
+The iterator is checkpointable: `it.get_state()` / `it.set_state(state)` resume exactly (the random transforms
+are seeded by the element index, not by the iteration history).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import grain
+import numpy as np
+
+from vicokd_jax.data import schema
+
+# Mirror of the NTU-25 skeleton: joint j of a flipped body is joint _NTU_MIRROR[j] of the original.
+_NTU_MIRROR = np.array([0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15, 20, 23, 24, 21, 22])
+_SPINE_MID = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """What the pipeline does to each example and how it batches.
+
+    batch_size: per-host batch. training: shuffle + repeat + random augmentation; otherwise one ordered pass.
+    num_frames: T of the batch. temporal_sampling: "uniform" (evenly spaced) or "random_crop" (a contiguous
+    window at a random start; uniform when the clip is shorter). image_size: square side of the RGB batch (None:
+    keep the source size, which must then be square). crop_scale: area range of the random square crop.
+    flip: horizontal flip with probability 1/2 (off by default: SynthMV has left/right-specific actions).
+    center_skeleton: subtract each view's mean tracked spine-mid joint. labeled_fraction / labeled_seed: which
+    training samples the student may use the label of. num_workers: grain worker processes.
+    """
+
+    batch_size: int
+    training: bool = True
+    seed: int = 0
+    num_frames: int = 16
+    temporal_sampling: str = "random_crop"
+    image_size: int | None = None
+    crop_scale: tuple[float, float] = (0.7, 1.0)
+    flip: bool = False
+    center_skeleton: bool = True
+    labeled_fraction: float = 1.0
+    labeled_seed: int = 0
+    drop_remainder: bool | None = None  # default: True in training, False otherwise
+    num_workers: int = 0
+    shard_index: int | None = None  # default: jax.process_index()
+    shard_count: int | None = None  # default: jax.process_count()
+
+    def __post_init__(self):
+        if self.temporal_sampling not in ("uniform", "random_crop"):
+            raise ValueError(f"temporal_sampling must be 'uniform' or 'random_crop', got {self.temporal_sampling!r}")
+        if not 0.0 <= self.labeled_fraction <= 1.0:
+            raise ValueError(f"labeled_fraction must be in [0, 1], got {self.labeled_fraction}")
+        if self.batch_size < 1 or self.num_frames < 1:
+            raise ValueError(f"batch_size and num_frames must be >= 1, got {self.batch_size}, {self.num_frames}")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Labeled subset
+# ------------------------------------------------------------------------------------------------------------
+def labeled_mask(num_examples: int, fraction: float, seed: int = 0) -> np.ndarray:
+    """[num_examples] bool with exactly round(fraction · n) True, a seeded random subset (same on every host)."""
+    mask = np.zeros(num_examples, bool)
+    count = int(round(fraction * num_examples))
+    mask[np.random.default_rng([seed, 104729]).permutation(num_examples)[:count]] = True
+    return mask
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Per-example transforms (numpy; run in grain workers)
+# ------------------------------------------------------------------------------------------------------------
+def frame_indices(total: int, num_frames: int, mode: str, rng: np.random.Generator | None) -> np.ndarray:
+    """Which source frames to keep: [num_frames] int in [0, total)."""
+    if total < 1:
+        raise ValueError("cannot sample frames from a 0-frame example")
+    if mode == "random_crop" and rng is not None and total >= num_frames:
+        start = int(rng.integers(0, total - num_frames + 1))
+        return np.arange(start, start + num_frames)
+    return np.minimum(((np.arange(num_frames) + 0.5) * total / num_frames).astype(int), total - 1)
+
+
+def _resize_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """[out, in] linear-interpolation weights (triangle filter widened when shrinking: antialiased)."""
+    scale = in_size / out_size
+    support = max(scale, 1.0)
+    centres = (np.arange(out_size) + 0.5) * scale - 0.5
+    taps = np.arange(in_size)
+    w = np.maximum(0.0, 1.0 - np.abs(taps[None] - centres[:, None]) / support)
+    return (w / np.maximum(w.sum(1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def crop_and_resize(rgb: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
+    """`rgb [..., H, W, 3]` uint8, square `box = (top, left, side)` -> `[..., size, size, 3]` uint8."""
+    top, left, side = box
+    patch = rgb[..., top:top + side, left:left + side, :]
+    if side == size:
+        return np.ascontiguousarray(patch)
+    m = _resize_matrix(size, side)
+    out = np.einsum("sh,...hwc->...swc", m, patch.astype(np.float32))
+    out = np.einsum("rw,...swc->...src", m, out)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _crop_box(height: int, width: int, cfg: PipelineConfig, rng) -> tuple[int, int, int]:
+    short = min(height, width)
+    if cfg.training and rng is not None:
+        side = max(1, int(round(short * np.sqrt(rng.uniform(*cfg.crop_scale)))))
+        return int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1)), side
+    return (height - short) // 2, (width - short) // 2, short
+
+
+def mirror_skeleton(skeleton: np.ndarray) -> np.ndarray:
+    """Horizontal mirror of camera-space NTU-25 skeletons `[..., 25, 3]`: x -> -x and left <-> right joints."""
+    if skeleton.shape[-2] != len(_NTU_MIRROR):
+        raise ValueError(f"flip augmentation knows the NTU-25 layout only; skeleton has {skeleton.shape[-2]} joints")
+    out = skeleton[..., _NTU_MIRROR, :].copy()
+    out[..., 0] *= -1
+    return out
+
+
+def center_skeleton(skeleton: np.ndarray) -> np.ndarray:
+    """`[V, M, T, J, 3]`: subtract each view's mean spine-mid position over tracked frames; untracked stay 0."""
+    tracked = np.abs(skeleton).sum(-1) > 0  # [V, M, T, J]
+    spine = skeleton[..., _SPINE_MID, :]  # [V, M, T, 3]
+    valid = tracked[..., _SPINE_MID][..., None]
+    centre = (spine * valid).sum((1, 2)) / np.maximum(valid.sum((1, 2)), 1)  # [V, 3]
+    return np.where(tracked[..., None], skeleton - centre[:, None, None, None], 0.0).astype(np.float32)
+
+
+def transform_example(example: dict, cfg: PipelineConfig, rng: np.random.Generator | None) -> dict:
+    """One example of the schema -> a fixed-size example (T = num_frames, square RGB)."""
+    out = {k: v for k, v in example.items()}
+    total = np.shape(example["human_score"])[1]
+    idx = frame_indices(total, cfg.num_frames, cfg.temporal_sampling if cfg.training else "uniform", rng)
+    for key, axis in schema.TIME_AXIS.items():
+        if key in out:
+            out[key] = np.take(np.asarray(out[key]), idx, axis=axis)
+    flip = cfg.training and cfg.flip and rng is not None and rng.random() < 0.5
+    if "rgb" in out:
+        rgb = np.asarray(out["rgb"])
+        height, width = rgb.shape[-3:-1]
+        size = cfg.image_size or height
+        if cfg.image_size is None and height != width:
+            raise ValueError(f"{example.get('id', '?')}: rgb frames are {height}x{width}; set image_size to "
+                             "crop them to squares")
+        rgb = crop_and_resize(rgb, _crop_box(height, width, cfg, rng), size)
+        out["rgb"] = rgb[..., ::-1, :].copy() if flip else rgb
+    if "skeleton" in out:
+        skeleton = np.asarray(out["skeleton"], np.float32)
+        if flip:
+            skeleton = mirror_skeleton(skeleton)
+        out["skeleton"] = center_skeleton(skeleton) if cfg.center_skeleton else skeleton
+    out["human_score"] = np.asarray(out["human_score"], np.float32)
+    out["view_mask"] = np.asarray(out["view_mask"], bool)
+    if "label" in out:
+        out["label"] = np.int32(out["label"])
+    if isinstance(out.get("id"), bytes):
+        out["id"] = out["id"].decode()
+    return out
+
+
+def stack_examples(examples: Sequence[dict]) -> dict:
+    """Per-host batch: each key stacked on a new leading axis B (ids become a numpy str array)."""
+    keys = examples[0].keys()
+    return {k: np.stack([np.asarray(e[k]) for e in examples]) for k in keys}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The pipeline
+# ------------------------------------------------------------------------------------------------------------
+class AnnotatedSource:
+    """Wraps a source: each example gains its global `index` and the `labeled` flag (on the unsharded index)."""
+
+    def __init__(self, source: Any, labeled: np.ndarray):
+        self.source, self.labeled = source, labeled
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict:
+        example = dict(self.source[index])
+        example["index"] = np.int64(index)
+        example["labeled"] = np.bool_(self.labeled[index])
+        return example
+
+    def __repr__(self) -> str:
+        return f"AnnotatedSource({self.source!r})"
+
+
+class _Transform(grain.transforms.RandomMap):
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+
+    def random_map(self, example: dict, rng: np.random.Generator) -> dict:
+        return transform_example(example, self.cfg, rng)
+
+
+class _EvalTransform(grain.transforms.Map):
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+
+    def map(self, example: dict) -> dict:
+        return transform_example(example, self.cfg, None)
+
+
+def make_dataset(source: Any, cfg: PipelineConfig) -> grain.IterDataset:
+    """`source` (len + __getitem__) -> grain IterDataset of per-host batches (see the module docstring)."""
+    n = len(source)
+    if n == 0:
+        raise ValueError(f"data source {source!r} is empty")
+    shard_index, shard_count = cfg.shard_index, cfg.shard_count
+    if shard_index is None or shard_count is None:
+        import jax  # only for the process topology
+
+        shard_index, shard_count = jax.process_index(), jax.process_count()
+    ds = grain.MapDataset.source(AnnotatedSource(source, labeled_mask(n, cfg.labeled_fraction, cfg.labeled_seed)))
+    ds = ds[shard_index::shard_count]
+    if cfg.training:
+        ds = ds.shuffle(seed=cfg.seed).repeat(None).random_map(_Transform(cfg), seed=cfg.seed + 1)
+    else:
+        ds = ds.map(_EvalTransform(cfg))
+    drop = cfg.training if cfg.drop_remainder is None else cfg.drop_remainder
+    ds = ds.batch(cfg.batch_size, drop_remainder=drop, batch_fn=stack_examples)
+    iter_ds = ds.to_iter_dataset()
+    if cfg.num_workers > 0:
+        # NOTE: grain's worker processes read absl flags; outside `absl.app.run` nobody has parsed them.
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.num_workers))
+    return iter_ds

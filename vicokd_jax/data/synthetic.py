@@ -1,0 +1,565 @@
+"""SynthMV: a procedural multi-view action benchmark, generated on the fly (no download).
+
+An NTU-25-joint actor performs one action (or two, `multi_label=True`) in a room watched by V cameras with limited
+fields of view, so an action is seen by only some views and can enter or leave a view mid-clip. Example `i` of
+`(seed, split)` is a pure function of those three values: `SynthMV(...)[i]` always returns the same arrays.
+
+Per example (the layout of `vicokd_jax.data.schema`):
+    rgb [V,T,H,W,3] uint8, skeleton [V,1,T,25,3] float32 (camera coordinates, metres; 0 where the view does not
+    see the actor), human_score [V,T] (simulated person detector), view_mask [V] (all True), label / labels,
+    frame_labels [T] (-1 = background before / after the action) or [T,C] multi-hot, id.
+
+How it is made:
+* Motion: forward kinematics of a 25-joint skeleton from joint angles (shoulder flexion/abduction, elbow, hip,
+  knee, torso bend/twist, root height and translation). Each action is a periodic "motion primitive" of those
+  angles; per example the actor's size, position, heading, speed, amplitude, phase, drift, start/end frames and
+  colours are random.
+* Cameras: pinhole cameras near the room's corners, looking at off-centre points with a limited horizontal field
+  of view (`SynthConfig.fov_deg`); `overlap="full"` moves them back with wide lenses so each sees the whole room.
+* Rendering: limbs are capsules rasterised with a z-buffer (depth order), head a sphere, optional pillars as
+  occluders; per-view wall/floor colours and texture, per-example lighting, depth shading and sensor noise.
+* Detector: the score follows the fraction of joints that are inside the image and not occluded, with missed
+  detections (short bursts of low scores) and false alarms (high scores in empty views).
+
+Difficulty knobs (`SynthConfig`): `image_size`, `noise_std`, `limb_radius`, `occluders`, `fov_deg`,
+`miss_rate`, `false_alarm_rate`, `skeleton_noise`, `lighting_jitter`, `amplitude_range`. The aim (checked in the
+study of issue 7): a skeleton teacher well above 95% top-1 while an RGB student on 10% of the labels stays clearly
+below it. Skeletons are clean 3-D geometry; RGB at 32x32 with noise, small limbs and occluders is much harder.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+ACTIONS = ("wave_right", "wave_left", "raise_arms", "clap", "squat", "jump", "walk", "kick_right", "punch_right",
+           "bow", "arm_circles", "turn_around", "kick_left", "punch_left")
+
+# NTU joint indices (0-based).
+(SPINE_BASE, SPINE_MID, NECK, HEAD, L_SHOULDER, L_ELBOW, L_WRIST, L_HAND, R_SHOULDER, R_ELBOW, R_WRIST, R_HAND,
+ L_HIP, L_KNEE, L_ANKLE, L_FOOT, R_HIP, R_KNEE, R_ANKLE, R_FOOT, SPINE_SHOULDER, L_TIP, L_THUMB, R_TIP,
+ R_THUMB) = range(25)
+
+# Bones drawn as capsules, with the body part that gives their colour.
+_BONES = (
+    (SPINE_BASE, SPINE_MID, "torso"), (SPINE_MID, SPINE_SHOULDER, "torso"), (SPINE_SHOULDER, NECK, "torso"),
+    (SPINE_SHOULDER, L_SHOULDER, "torso"), (SPINE_SHOULDER, R_SHOULDER, "torso"),
+    (L_SHOULDER, L_ELBOW, "left_arm"), (L_ELBOW, L_WRIST, "left_arm"), (L_WRIST, L_HAND, "left_arm"),
+    (L_HAND, L_TIP, "left_arm"), (R_SHOULDER, R_ELBOW, "right_arm"), (R_ELBOW, R_WRIST, "right_arm"),
+    (R_WRIST, R_HAND, "right_arm"), (R_HAND, R_TIP, "right_arm"),
+    (SPINE_BASE, L_HIP, "torso"), (L_HIP, L_KNEE, "left_leg"), (L_KNEE, L_ANKLE, "left_leg"),
+    (L_ANKLE, L_FOOT, "left_leg"), (SPINE_BASE, R_HIP, "torso"), (R_HIP, R_KNEE, "right_leg"),
+    (R_KNEE, R_ANKLE, "right_leg"), (R_ANKLE, R_FOOT, "right_leg"), (NECK, HEAD, "head"),
+)
+_PARTS = ("torso", "left_arm", "right_arm", "left_leg", "right_leg", "head")
+_SPLIT_IDS = {"train": 0, "test": 1, "validation": 2}
+_CLIP_SECONDS = 3.2  # the T frames span this much time: fps = T / 3.2 (5 fps at T = 16)
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthConfig:
+    """Scene and difficulty knobs (see the module docstring)."""
+
+    room_half: float = 4.0  # the floor is [-room_half, room_half]^2 metres
+    overlap: str = "partial"  # "partial" (corner cameras, limited FOV) | "full" (every camera sees the room)
+    fov_deg: float = 62.0  # horizontal field of view of the partial-overlap cameras
+    aim_offset: float = 0.45  # how far off-centre (x room_half) each partial-overlap camera aims
+    occluders: int = 2  # pillars in the room
+    scene_seed: int = 0  # the room layout (pillars, per-view wall/floor): part of the benchmark, not of `seed`
+    limb_radius: float = 0.06  # metres
+    noise_std: float = 6.0  # sensor noise, in uint8 levels
+    lighting_jitter: float = 0.25  # per-example, per-view brightness variation
+    skeleton_noise: float = 0.01  # metres, Kinect-like jitter
+    miss_rate: float = 0.08  # chance a visible frame starts a missed-detection burst
+    false_alarm_rate: float = 0.04  # chance an empty frame gets a high score
+    amplitude_range: tuple[float, float] = (0.7, 1.2)
+    speed_range: tuple[float, float] = (0.7, 1.4)
+    action_fraction: tuple[float, float] = (0.55, 0.9)  # share of the clip the action occupies
+
+    def __post_init__(self):
+        if self.overlap not in ("partial", "full"):
+            raise ValueError(f"SynthConfig.overlap must be 'partial' or 'full', got {self.overlap!r}")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Geometry
+# ------------------------------------------------------------------------------------------------------------
+def _rot_x(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _rot_y(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _rot_z(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def _unit(v):
+    return v / max(np.linalg.norm(v), 1e-9)
+
+
+def _limb_direction(flexion, abduction, side):
+    """Direction of a limb hanging down (0, -1, 0) raised forward by `flexion` and outward by `abduction`.
+
+    Body frame: x = the actor's left, y = up, z = forward. `side` = +1 left, -1 right.
+    """
+    return _rot_z(side * abduction) @ _rot_x(-flexion) @ np.array([0.0, -1.0, 0.0])
+
+
+def _bend(direction, angle, towards):
+    """Rotate `direction` by `angle` in the plane spanned with `towards` (elbow / knee flexion)."""
+    perp = towards - np.dot(towards, direction) * direction
+    if np.linalg.norm(perp) < 1e-6:
+        perp = np.array([0.0, 1.0, 0.0]) - direction[1] * direction
+    return _unit(np.cos(angle) * direction + np.sin(angle) * _unit(perp))
+
+
+@dataclasses.dataclass
+class _Pose:
+    """Joint angles (radians) and root offsets of one frame; defaults are a relaxed standing pose."""
+
+    arm_flex: tuple = (0.1, 0.1)  # (left, right)
+    arm_abd: tuple = (0.15, 0.15)
+    elbow: tuple = (0.2, 0.2)
+    hip_flex: tuple = (0.0, 0.0)
+    knee: tuple = (0.0, 0.0)
+    torso_bend: float = 0.0
+    torso_twist: float = 0.0
+    root_dy: float = 0.0
+
+
+def _skeleton(pose: _Pose, size: float) -> np.ndarray:
+    """Forward kinematics: `_Pose` -> [25, 3] joints in the body frame (root on the floor below spine base)."""
+    j = np.zeros((25, 3))
+    s = size
+    hip_height = 0.95 * s + pose.root_dy
+    j[SPINE_BASE] = (0.0, hip_height, 0.0)
+    torso = _rot_y(pose.torso_twist) @ _rot_x(pose.torso_bend)
+    forward = torso @ np.array([0.0, 0.0, 1.0])
+    up = torso @ np.array([0.0, 1.0, 0.0])
+    j[SPINE_MID] = j[SPINE_BASE] + 0.25 * s * up
+    j[SPINE_SHOULDER] = j[SPINE_BASE] + 0.5 * s * up
+    j[NECK] = j[SPINE_BASE] + 0.58 * s * up
+    j[HEAD] = j[SPINE_BASE] + 0.72 * s * up
+    for k, (side, shoulder, elbow, wrist, hand, tip, thumb) in enumerate(
+            ((1, L_SHOULDER, L_ELBOW, L_WRIST, L_HAND, L_TIP, L_THUMB),
+             (-1, R_SHOULDER, R_ELBOW, R_WRIST, R_HAND, R_TIP, R_THUMB))):
+        j[shoulder] = j[SPINE_SHOULDER] + torso @ np.array([side * 0.18 * s, -0.02 * s, 0.0])
+        upper = torso @ _limb_direction(pose.arm_flex[k], pose.arm_abd[k], side)
+        j[elbow] = j[shoulder] + 0.30 * s * upper
+        fore = _bend(upper, pose.elbow[k], forward + 0.3 * up)
+        j[wrist] = j[elbow] + 0.27 * s * fore
+        j[hand] = j[wrist] + 0.07 * s * fore
+        j[tip] = j[hand] + 0.06 * s * fore
+        j[thumb] = j[hand] + 0.04 * s * _unit(fore - side * 0.8 * (torso @ np.array([1.0, 0.0, 0.0])))
+    for k, (side, hip, knee, ankle, foot) in enumerate(((1, L_HIP, L_KNEE, L_ANKLE, L_FOOT),
+                                                        (-1, R_HIP, R_KNEE, R_ANKLE, R_FOOT))):
+        j[hip] = j[SPINE_BASE] + np.array([side * 0.1 * s, -0.05 * s, 0.0])
+        thigh = _limb_direction(pose.hip_flex[k], 0.05, side)
+        j[knee] = j[hip] + 0.45 * s * thigh
+        shin = _rot_x(-(pose.hip_flex[k] - pose.knee[k])) @ np.array([0.0, -1.0, 0.0])
+        j[ankle] = j[knee] + 0.43 * s * shin
+        j[foot] = j[ankle] + np.array([0.0, -0.03 * s, 0.12 * s])
+    return j
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Actions: joint-angle motion primitives
+# ------------------------------------------------------------------------------------------------------------
+def _action_pose(action: str, t: float, omega: float, amp: float, duration: float) -> tuple[_Pose, float, float]:
+    """Pose at time `t` (seconds since the action started) -> (pose, forward speed factor, extra heading)."""
+    wave = np.sin(omega * t)
+    rise = 0.5 - 0.5 * np.cos(omega * t)  # 0 -> 1 -> 0 per cycle
+    pulse = max(0.0, np.sin(omega * t)) ** 2
+    d = np.deg2rad
+    p = _Pose()
+    walk, turn = 0.0, 0.0
+    if action in ("wave_right", "wave_left"):
+        k = 1 if action == "wave_right" else 0
+        abd, flex, elbow = list(p.arm_abd), list(p.arm_flex), list(p.elbow)
+        abd[k], flex[k], elbow[k] = d(150) * amp, d(20), d(45) + d(35) * amp * wave
+        p = dataclasses.replace(p, arm_abd=tuple(abd), arm_flex=tuple(flex), elbow=tuple(elbow))
+    elif action == "raise_arms":
+        f = d(20) + d(150) * amp * rise
+        p = dataclasses.replace(p, arm_flex=(f, f), elbow=(0.1, 0.1))
+    elif action == "clap":
+        a = d(5) + d(45) * amp * (0.5 + 0.5 * np.sin(2 * omega * t))
+        p = dataclasses.replace(p, arm_flex=(d(80), d(80)), arm_abd=(a, a), elbow=(d(30), d(30)))
+    elif action == "squat":
+        p = dataclasses.replace(p, hip_flex=(d(95) * amp * rise,) * 2, knee=(d(120) * amp * rise,) * 2,
+                                root_dy=-0.38 * amp * rise, torso_bend=d(25) * rise, arm_flex=(d(80) * rise,) * 2)
+    elif action == "jump":
+        air = max(0.0, np.sin(omega * t))
+        crouch = max(0.0, -np.sin(omega * t))
+        p = dataclasses.replace(p, root_dy=0.3 * amp * air - 0.15 * crouch, knee=(d(60) * crouch,) * 2,
+                                hip_flex=(d(40) * crouch,) * 2, arm_flex=(d(30) + d(120) * air,) * 2)
+    elif action == "walk":
+        p = dataclasses.replace(p, hip_flex=(d(30) * amp * wave, -d(30) * amp * wave),
+                                knee=(d(35) * max(0, -wave), d(35) * max(0, wave)),
+                                arm_flex=(-d(30) * amp * wave, d(30) * amp * wave))
+        walk = 1.0
+    elif action in ("kick_right", "kick_left"):
+        k = 1 if action == "kick_right" else 0
+        hip, knee = [0.0, 0.0], [0.0, 0.0]
+        hip[k], knee[k] = d(85) * amp * pulse, d(70) * (1 - pulse) * np.sqrt(pulse)
+        p = dataclasses.replace(p, hip_flex=tuple(hip), knee=tuple(knee), arm_abd=(d(25), d(25)))
+    elif action in ("punch_right", "punch_left"):
+        k = 1 if action == "punch_right" else 0
+        flex, elbow = [d(60), d(60)], [d(110), d(110)]
+        flex[k], elbow[k] = d(90), d(110) * (1 - amp * pulse)
+        p = dataclasses.replace(p, arm_flex=tuple(flex), elbow=tuple(elbow),
+                                torso_twist=(1 if k else -1) * d(20) * pulse)
+    elif action == "bow":
+        p = dataclasses.replace(p, torso_bend=d(65) * amp * rise, arm_flex=(d(10),) * 2)
+    elif action == "arm_circles":
+        p = dataclasses.replace(p, arm_abd=(d(90) + d(40) * amp * np.cos(omega * t),) * 2,
+                                arm_flex=(d(45) * amp * np.sin(omega * t),) * 2, elbow=(0.05, 0.05))
+    elif action == "turn_around":
+        turn = 2 * np.pi * min(t / max(duration, 1e-6), 1.0)
+        p = dataclasses.replace(p, hip_flex=(d(15) * wave, -d(15) * wave), knee=(d(20) * max(0, wave),) * 2)
+    else:
+        raise ValueError(f"unknown SynthMV action {action!r}")
+    return p, walk, turn
+
+
+def _idle_pose(t: float, phase: float) -> _Pose:
+    sway = 0.03 * np.sin(1.3 * t + phase)
+    return _Pose(torso_twist=sway, arm_flex=(0.1 + sway, 0.1 - sway))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Cameras and rendering
+# ------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Camera:
+    position: np.ndarray  # [3] world
+    rotation: np.ndarray  # [3, 3] world -> camera (rows: right, up, forward)
+    focal: float  # pixels
+
+    def to_camera(self, points):
+        """World points [..., 3] -> camera coordinates [..., 3] (x right, y up, z forward)."""
+        return (points - self.position) @ self.rotation.T
+
+    def project(self, cam_points, size):
+        """Camera points [..., 3] -> pixel coordinates [..., 2] (u right, v down) for a size x size image."""
+        z = np.maximum(cam_points[..., 2], 1e-3)
+        u = self.focal * cam_points[..., 0] / z + size / 2
+        v = -self.focal * cam_points[..., 1] / z + size / 2
+        return np.stack([u, v], -1)
+
+
+def _look_at(position, target, fov_deg, size) -> Camera:
+    forward = _unit(np.asarray(target, float) - position)
+    right = _unit(np.cross(np.array([0.0, 1.0, 0.0]), forward))
+    up = np.cross(forward, right)
+    focal = (size / 2) / np.tan(np.deg2rad(fov_deg) / 2)
+    return Camera(np.asarray(position, float), np.stack([right, up, forward]), focal)
+
+
+def make_cameras(num_views: int, cfg: SynthConfig, size: int) -> list[Camera]:
+    """V cameras around the room. Partial overlap: near the corners/walls, each aimed at its own side of the
+    room with a limited field of view. Full overlap: far back, wide lenses, aimed at the room centre."""
+    cams = []
+    h = cfg.room_half
+    for v in range(num_views):
+        angle = 2 * np.pi * v / num_views + np.pi / 4
+        corner = np.array([np.cos(angle), 0.0, np.sin(angle)])
+        if cfg.overlap == "full":
+            position = corner * h * 2.2 + np.array([0.0, 3.0, 0.0])
+            cams.append(_look_at(position, [0.0, 0.8, 0.0], 62.0, size))
+            continue
+        position = corner * h * 1.05 + np.array([0.0, 2.6, 0.0])
+        # Aim past the centre towards the camera's own side (rotated), so neighbours overlap only partly.
+        side = np.array([np.cos(angle + 0.9), 0.0, np.sin(angle + 0.9)])
+        target = 0.15 * h * corner + cfg.aim_offset * h * side + np.array([0.0, 0.6, 0.0])
+        cams.append(_look_at(position, target, cfg.fov_deg, size))
+    return cams
+
+
+_PART_COLOURS = {  # base colours; per example they are jittered (clothing)
+    "torso": (180, 60, 50), "left_arm": (60, 170, 60), "right_arm": (60, 90, 200), "left_leg": (200, 180, 50),
+    "right_leg": (160, 70, 180), "head": (230, 190, 160),
+}
+
+
+def _rasterise(a, b, za, zb, radius, colour, px, py):
+    """Capsules with a z-buffer, evaluated at pixel centres `(px, py)` [P].
+
+    a, b [N, S, 2] pixel endpoints; za, zb [N, S] depths; radius [N, S] pixels; colour [N, S, 3].
+    -> (rgb [N, P, 3] of the nearest capsule per pixel, coverage [N, P] in [0, 1], depth [N, P]).
+    """
+    # NOTE: x and y are kept as separate float32 arrays; reductions over a trailing axis of size 2 are what made
+    # a vectorised version slow.
+    f32 = lambda x: np.asarray(x, np.float32)[..., None]  # noqa: E731  [N, S, 1]: broadcasts against pixels
+    ax, ay, dx, dy = f32(a[..., 0]), f32(a[..., 1]), f32(b[..., 0] - a[..., 0]), f32(b[..., 1] - a[..., 1])
+    rx, ry = px - ax, py - ay  # [N, S, P]
+    t = np.clip((rx * dx + ry * dy) / np.maximum(dx * dx + dy * dy, 1e-9), 0.0, 1.0)
+    ex, ey = rx - t * dx, ry - t * dy
+    dist = np.sqrt(ex * ex + ey * ey)
+    za32, zb32 = f32(za), f32(zb)
+    depth = za32 + t * (zb32 - za32)
+    cover = np.clip(f32(radius) + 0.5 - dist, 0.0, 1.0)
+    cover *= (za32 > 0.2) & (zb32 > 0.2)  # capsules with an end behind the camera are not drawn
+    zbuf = np.where(cover > 0, depth, np.inf)
+    nearest = zbuf.argmin(1)  # [N, P]
+    take = lambda x: np.take_along_axis(x, nearest[:, None], 1)[:, 0]  # noqa: E731
+    rgb = np.take_along_axis(np.asarray(colour, np.float32), nearest[..., None], 1)  # [N, P, 3]
+    return rgb, take(cover), take(zbuf)
+
+
+def _background(rng_view, size, wall, floor, light):
+    """Per-view wall/floor with a fixed low-frequency texture: [size, size, 3] float."""
+    rows = np.linspace(0, 1, size)[:, None, None]
+    horizon = 0.45 + 0.1 * rng_view.random()
+    wall_img = np.asarray(wall)[None, None] * (0.85 + 0.3 * rows)
+    floor_img = np.asarray(floor)[None, None] * (0.7 + 0.4 * rows)
+    img = np.where(rows < horizon, wall_img, floor_img) * np.ones((size, size, 1))
+    coarse = rng_view.normal(0, 12, (4, 4, 1))
+    img = img + np.kron(coarse, np.ones((size // 4 + 1, size // 4 + 1, 1)))[:size, :size]
+    return img * light
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The dataset
+# ------------------------------------------------------------------------------------------------------------
+class SynthMV:
+    """Random-access source: `len(ds)`, `ds[i] -> example dict` (see the module docstring).
+
+    Args:
+        split: "train", "test" or "validation" (examples differ across splits).
+        num_examples: length of the split.
+        seed: generation seed (examples differ across seeds).
+        num_views, num_frames, image_size: V, T and H = W.
+        num_classes: the first `num_classes` of `ACTIONS` (at most 14; default 12).
+        multi_label: two actions per clip, one after the other; `labels [C]` and `frame_labels [T, C]`.
+        config: scene and difficulty knobs (`SynthConfig`).
+    """
+
+    def __init__(self, split: str = "train", num_examples: int = 1000, seed: int = 0, num_views: int = 4,
+                 num_frames: int = 16, image_size: int = 32, num_classes: int = 12, multi_label: bool = False,
+                 config: SynthConfig | None = None):
+        if split not in _SPLIT_IDS:
+            raise ValueError(f"SynthMV split must be one of {list(_SPLIT_IDS)}, got {split!r}")
+        if not 2 <= num_classes <= len(ACTIONS):
+            raise ValueError(f"SynthMV num_classes must be in [2, {len(ACTIONS)}], got {num_classes}")
+        if num_views < 1 or num_frames < 2 or image_size < 8 or num_examples < 0:
+            raise ValueError(f"SynthMV: need num_views >= 1, num_frames >= 2, image_size >= 8 and "
+                             f"num_examples >= 0; got {num_views}, {num_frames}, {image_size}, {num_examples}")
+        self.split, self.num_examples, self.seed = split, num_examples, seed
+        self.num_views, self.num_frames, self.image_size = num_views, num_frames, image_size
+        self.num_classes, self.multi_label = num_classes, multi_label
+        self.config = config or SynthConfig()
+        self.class_names = ACTIONS[:num_classes]
+        self.cameras = make_cameras(num_views, self.config, image_size)
+        scene = np.random.default_rng([self.config.scene_seed, 7919])
+        h = self.config.room_half
+        self.pillars = [np.array([scene.uniform(-0.6, 0.6) * h, 0.0, scene.uniform(-0.6, 0.6) * h])
+                        for _ in range(self.config.occluders)]
+        self.view_style = [(scene.uniform(60, 200, 3), scene.uniform(40, 140, 3), int(scene.integers(2**31)))
+                           for _ in range(num_views)]
+        self._pillars_seen = [self._pillar_layer(cam) for cam in self.cameras]  # static: rendered once
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def __repr__(self) -> str:
+        return (f"SynthMV(split={self.split!r}, num_examples={self.num_examples}, seed={self.seed}, "
+                f"views={self.num_views}, frames={self.num_frames}, size={self.image_size}, "
+                f"classes={self.num_classes}, multi_label={self.multi_label}, overlap={self.config.overlap!r})")
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if not 0 <= index < self.num_examples:
+            raise IndexError(f"SynthMV index {index} out of range [0, {self.num_examples})")
+        rng = np.random.default_rng([self.seed, _SPLIT_IDS[self.split], index])
+        actions, spans = self._sample_actions(rng)
+        world = self._animate(rng, actions, spans)  # [T, 25, 3]
+        rgb, visible = self._render(rng, world)
+        score = self._detector(rng, visible)
+        example = {
+            "id": f"synth_mv/{self.split}/{self.seed}/{index}",
+            "rgb": rgb,
+            "skeleton": self._camera_skeleton(rng, world, visible),
+            "human_score": score,
+            "view_mask": np.ones(self.num_views, bool),
+        }
+        t = self.num_frames
+        if self.multi_label:
+            labels = np.zeros(self.num_classes, np.float32)
+            frames = np.zeros((t, self.num_classes), np.float32)
+            for action, (start, end) in zip(actions, spans):
+                labels[action] = 1.0
+                frames[start:end, action] = 1.0
+            example["labels"], example["frame_labels"] = labels, frames
+        else:
+            frames = np.full(t, -1, np.int32)
+            frames[spans[0][0]:spans[0][1]] = actions[0]
+            example["label"], example["frame_labels"] = np.int32(actions[0]), frames
+        return example
+
+    # -------------------------------------------------------------------------------------------- sampling
+    def _sample_actions(self, rng):
+        """Actions and their [start, end) frame spans; background frames before and after."""
+        t = self.num_frames
+        if not self.multi_label:
+            length = int(round(t * rng.uniform(*self.config.action_fraction)))
+            length = min(max(length, 2), t)
+            start = int(rng.integers(0, t - length + 1))
+            return [int(rng.integers(self.num_classes))], [(start, start + length)]
+        first, second = rng.choice(self.num_classes, size=2, replace=False)
+        cut = int(rng.integers(t // 3, 2 * t // 3 + 1))
+        return [int(first), int(second)], [(0, cut), (cut, t)]
+
+    def _animate(self, rng, actions, spans):
+        """World joints [T, 25, 3] for the sampled actions and actor."""
+        cfg = self.config
+        t_frames = self.num_frames
+        dt = _CLIP_SECONDS / t_frames
+        size = rng.uniform(0.85, 1.15)
+        speed = rng.uniform(*cfg.speed_range)
+        amp = rng.uniform(*cfg.amplitude_range)
+        phase = rng.uniform(0, 2 * np.pi)
+        omega = 2 * np.pi * 0.6 * speed
+        heading = rng.uniform(0, 2 * np.pi)
+        position = self._sample_position(rng, size)
+        drift = rng.normal(0, 0.25, 2) if rng.random() < 0.5 else np.zeros(2)
+        out = np.zeros((t_frames, 25, 3))
+        for f in range(t_frames):
+            now = f * dt
+            current = next((k for k, (s, e) in enumerate(spans) if s <= f < e), None)
+            if current is None:
+                pose, walk, turn = _idle_pose(now, phase), 0.0, 0.0
+            else:
+                start, end = spans[current]
+                pose, walk, turn = _action_pose(ACTIONS[actions[current]], (f - start) * dt + phase / omega,
+                                                omega, amp, (end - start) * dt)
+            facing = heading + turn
+            step = np.array([np.sin(facing), np.cos(facing)]) * 0.9 * speed * walk + drift
+            position = np.clip(position + step * dt, -cfg.room_half * 0.95, cfg.room_half * 0.95)
+            body = _skeleton(pose, size)
+            out[f] = body @ _rot_y(facing).T + np.array([position[0], 0.0, position[1]])
+        return out
+
+    def _sample_position(self, rng, size):
+        """A floor position from which at least one camera sees the standing actor (a few tries)."""
+        h = self.config.room_half
+        for _ in range(20):
+            pos = rng.uniform(-0.85 * h, 0.85 * h, 2)
+            body = _skeleton(_Pose(), size) + np.array([pos[0], 0.0, pos[1]])
+            if any(self._inside_fraction(cam, body) >= 0.8 for cam in self.cameras):
+                return pos
+        return pos
+
+    def _inside_fraction(self, cam, joints):
+        p = cam.to_camera(joints)
+        uv = cam.project(p, self.image_size)
+        inside = (p[..., 2] > 0.2) & np.all((uv >= 0) & (uv < self.image_size), -1)
+        return inside.mean()
+
+    # -------------------------------------------------------------------------------------------- rendering
+    def _pillar_layer(self, cam):
+        """The static occluders as seen by `cam`: (colour [P, 3], coverage [P], depth [P]; inf where none)."""
+        size = self.image_size
+        centres = np.arange(size, dtype=np.float32) + 0.5
+        px, py = np.tile(centres, size), np.repeat(centres, size)
+        if not self.pillars:
+            return (np.zeros((size * size, 3), np.float32), np.zeros(size * size, np.float32),
+                    np.full(size * size, np.inf, np.float32))
+        bottoms = np.stack(self.pillars)
+        tops = bottoms + np.array([0.0, 2.6, 0.0])
+        pb, pt = cam.to_camera(bottoms), cam.to_camera(tops)
+        radius = cam.focal * 0.25 / np.maximum((pb[:, 2] + pt[:, 2]) / 2, 0.05)
+        one = lambda x: x[None]  # noqa: E731  a single "frame"
+        rgb, cover, zbuf = _rasterise(one(cam.project(pb, size)), one(cam.project(pt, size)), one(pb[:, 2]),
+                                      one(pt[:, 2]), one(radius), np.full((1, len(bottoms), 3), 90.0), px, py)
+        return rgb[0], cover[0], zbuf[0]
+
+    def _render(self, rng, world):
+        """-> rgb [V, T, H, W, 3] uint8 and per-joint visibility [V, T, 25] bool (in the image, not occluded)."""
+        cfg, size, t = self.config, self.image_size, self.num_frames
+        colours = {k: np.clip(np.asarray(c) + rng.normal(0, 25, 3), 20, 255) for k, c in _PART_COLOURS.items()}
+        bone_a = np.array([a for a, _, _ in _BONES])
+        bone_b = np.array([b for _, b, _ in _BONES])
+        bone_rgb = np.broadcast_to(np.stack([colours[p] for _, _, p in _BONES]), (t, len(_BONES), 3))
+        bone_r = np.array([0.11 if p == "head" else cfg.limb_radius * (1.3 if p == "torso" else 1.0)
+                           for _, _, p in _BONES])
+        images, visibility = [], []
+        for v, cam in enumerate(self.cameras):
+            wall, floor, style_seed = self.view_style[v]
+            light = 1.0 + rng.uniform(-cfg.lighting_jitter, cfg.lighting_jitter)
+            pillar_rgb, pillar_cover, pillar_depth = self._pillars_seen[v]
+            scene = _background(np.random.default_rng(style_seed), size, wall, floor, 1.0).reshape(-1, 3)
+            scene = scene * (1 - pillar_cover[:, None]) + pillar_rgb * pillar_cover[:, None]
+            img = np.broadcast_to(scene * light, (t, size * size, 3)).copy()
+            cam_pts = cam.to_camera(world)  # [T, 25, 3]
+            uv = cam.project(cam_pts, size)
+            z = cam_pts[..., 2]
+            seg_za, seg_zb = z[:, bone_a], z[:, bone_b]
+            seg_r = cam.focal * bone_r[None] / np.maximum((seg_za + seg_zb) / 2, 0.2)
+            box = self._actor_box(uv, seg_r, z)
+            if box is not None:
+                # Rasterise the actor only inside its bounding box over the clip, depth-tested against pillars.
+                (x0, x1), (y0, y1) = box
+                xs, ys = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
+                index = (ys * size + xs).ravel()
+                rgb, cover, depth = _rasterise(uv[:, bone_a], uv[:, bone_b], seg_za, seg_zb, seg_r, bone_rgb,
+                                               xs.ravel() + 0.5, ys.ravel() + 0.5)
+                cover = cover * (depth < pillar_depth[index])
+                shade = np.clip(1.25 - 0.06 * np.where(np.isfinite(depth), depth, 0.0), 0.5, 1.2)[..., None]
+                img[:, index] = img[:, index] * (1 - cover[..., None]) + rgb * light * shade * cover[..., None]
+            img = img + rng.normal(0, cfg.noise_std, img.shape)
+            images.append(np.clip(img, 0, 255).astype(np.uint8).reshape(t, size, size, 3))
+            inside = (z > 0.2) & np.all((uv >= 0) & (uv < size), -1)
+            pixel = np.clip(uv.astype(int), 0, size - 1)
+            behind_pillar = pillar_depth[pixel[..., 1] * size + pixel[..., 0]] < z
+            visibility.append(inside & ~behind_pillar)
+        return np.stack(images), np.stack(visibility)
+
+    def _actor_box(self, uv, seg_r, z):
+        """Pixel box ((x0, x1), (y0, y1)) holding the actor over the whole clip, or None when out of view."""
+        front = z > 0.2
+        if not front.any():
+            return None
+        margin = seg_r.max() + 1.0
+        pts = uv[front]
+        lo = np.clip(np.floor(pts.min(0) - margin).astype(int), 0, self.image_size)
+        hi = np.clip(np.ceil(pts.max(0) + margin).astype(int), 0, self.image_size)
+        if np.any(hi <= lo):
+            return None
+        return (lo[0], hi[0]), (lo[1], hi[1])
+
+    # -------------------------------------------------------------------------------------------- outputs
+    def _detector(self, rng, visible):
+        """Simulated person detector: [V, T] float32 scores from joint visibility, with misses and false alarms."""
+        cfg = self.config
+        fraction = visible.mean(-1)  # [V, T]
+        score = 1 / (1 + np.exp(-12 * (fraction - 0.45)))
+        score = np.clip(score * rng.uniform(0.85, 1.0, score.shape) + rng.normal(0, 0.03, score.shape), 0, 1)
+        v, t = score.shape
+        for view in range(v):
+            f = 0
+            while f < t:
+                if score[view, f] >= 0.5 and rng.random() < cfg.miss_rate:
+                    burst = int(rng.integers(1, 4))
+                    score[view, f:f + burst] = rng.uniform(0.0, 0.35, len(score[view, f:f + burst]))
+                    f += burst
+                    continue
+                if score[view, f] < 0.5 and rng.random() < cfg.false_alarm_rate:
+                    score[view, f] = rng.uniform(0.5, 0.85)
+                f += 1
+        return score.astype(np.float32)
+
+    def _camera_skeleton(self, rng, world, visible):
+        """[V, 1, T, 25, 3] camera-space joints with Kinect-like noise; 0 on frames the view does not see."""
+        out = []
+        for v, cam in enumerate(self.cameras):
+            pts = cam.to_camera(world) + rng.normal(0, self.config.skeleton_noise, world.shape)
+            tracked = visible[v].mean(-1) >= 0.5  # the sensor tracks a body it mostly sees
+            out.append(np.where(tracked[:, None, None], pts, 0.0))
+        return np.stack(out)[:, None].astype(np.float32)
+
