@@ -214,6 +214,19 @@ def test_tfds_build_array_record_round_trip(manual_dir, train_source, tmp_path):
             assert got[key].dtype == want[key].dtype, key
 
 
+def test_built_dataset_feeds_the_grain_pipeline(manual_dir, tmp_path):
+    from vicokd_jax.data import pipeline
+
+    config = builder.MultisensorHomeConfig(name="tiny_pipe", home="home1", height=12, width=16)
+    b = builder.MultisensorHome(config=config, data_dir=str(tmp_path), file_format="array_record")
+    b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    cfg = pipeline.PipelineConfig(batch_size=2, num_frames=4, image_size=8, shard_index=0, shard_count=1)
+    batch = next(iter(pipeline.make_dataset(b.as_data_source()["train"], cfg)))
+    assert batch["rgb"].shape == (2, 5, 4, 8, 8, 3) and batch["rgb"].dtype == np.uint8
+    assert batch["labels"].shape == (2, 16) and batch["frame_labels"].shape == (2, 4, 16)
+    assert batch["human_score"].shape == (2, 5, 4) and batch["view_mask"].shape == (2, 5)
+
+
 def test_builder_configs_and_missing_files(manual_dir, tmp_path):
     assert [c.name for c in builder.MultisensorHome.BUILDER_CONFIGS] == ["home1", "home2"]
     assert "train.json" in builder.MultisensorHome.MANUAL_DOWNLOAD_INSTRUCTIONS
