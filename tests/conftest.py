@@ -4,6 +4,9 @@ import pathlib
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Tests compile the same small programs many times (API, CLI, resume): a persistent XLA cache saves minutes.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "/tmp/vicokd_jax_test_xla_cache")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 from absl import flags  # noqa: E402
 

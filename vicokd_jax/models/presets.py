@@ -101,3 +101,21 @@ def example_shapes(name: str, batch: int, views: int, persons: int = 2, skeleton
     return {"rgb": (batch, views, t, p.image_size, p.image_size, 3),
             "skeleton": (batch, views, persons, skeleton_frames or t, joints, 3),
             "view_mask": (batch, views)}
+
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def teacher_from_config(cfg) -> Teacher:
+    """The teacher an experiment config describes (`cfg.model`, `cfg.data`)."""
+    m = cfg.model
+    return build_teacher(m.preset, cfg.data.num_classes, modalities=tuple(m.teacher_modalities), layout=m.layout,
+                         dtype=_DTYPES[m.dtype], fusion_layers=m.fusion_layers, dropout=m.dropout)
+
+
+def student_from_config(cfg) -> Student:
+    """The student an experiment config describes, with the method's architecture switches (`cfg.method.student`)."""
+    m, s = cfg.model, cfg.method.student
+    return build_student(m.preset, cfg.data.num_classes, dtype=_DTYPES[m.dtype], adapter=s.adapter, hint=s.hint,
+                         per_view_weights=s.per_view_weights, num_views=cfg.data.num_views,
+                         memory_tokens=m.memory_tokens, fusion_layers=m.fusion_layers, dropout=m.dropout)

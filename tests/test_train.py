@@ -1,0 +1,166 @@
+"""The training system: sharded step parity, no recompilation, exact resume, end-to-end runs, export, CLI."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import vicokd_jax as vk
+from vicokd_jax import parallel
+from vicokd_jax.data import pipeline
+from vicokd_jax.models import presets
+from vicokd_jax.train import checkpoint as ckpt
+from vicokd_jax.train import loop
+from vicokd_jax.train import step as step_lib
+from vicokd_jax.train.state import abstract_with_shardings, create_state, make_optimizer
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = str(REPO / "experiments" / "synth_vicokd.py") + ":smoke"
+FAST = ["data.num_train=32", "data.num_test=16", "train.steps=6", "teacher.steps=6", "train.checkpoint_every=3",
+        "train.log_every=3"]
+
+
+def _cfg(*extra):
+    return vk.config.from_file(SMOKE, FAST + list(extra))
+
+
+# The step-level tests only need *a* train step: the skeleton-only teacher compiles much faster.
+SKELETON_ONLY = "model.teacher_modalities=('skeleton',)"
+
+
+def _teacher_setup(cfg, mesh, fsdp_min_size=2**16):
+    source = loop.make_source(cfg, "train")
+    example = loop.example_batch(source, cfg)
+    model = presets.teacher_from_config(cfg)
+    tx, schedule = make_optimizer(cfg.train, cfg.train.steps, cfg.train.lr)
+    state, shardings = create_state(loop._teacher_init(model, cfg, example), tx, 0, mesh, fsdp_min_size)
+    step = step_lib.make_train_step("teacher", model, tx, schedule, cfg, mesh, shardings)
+    batches = pipeline.make_dataset(source, loop.pipeline_config(cfg, True, cfg.train.batch_size))
+    return state, shardings, step, iter(batches)
+
+
+def test_sharded_steps_equal_single_device():
+    """One step on 8 devices, data-parallel (8 x 1) and FSDP (2 x 4), equals the step on 1 device."""
+    cfg = _cfg(SKELETON_ONLY)
+    one = parallel.make_mesh(1, 1, devices=jax.devices()[:1])
+    s1, _, step1, batches = _teacher_setup(cfg, one)
+    host = next(batches)
+    s1, m1 = step1(s1, parallel.global_batch(host, one))
+    for data, fsdp in ((8, 1), (2, 4)):
+        many = parallel.make_mesh(data, fsdp)
+        s8, shardings8, step8, _ = _teacher_setup(cfg, many, fsdp_min_size=1)
+        if fsdp > 1:  # FSDP really shards parameters
+            specs = [sh.spec for sh in jax.tree.leaves(shardings8.params)]
+            assert any("fsdp" in tuple(spec) for spec in specs)
+        s8, m8 = step8(s8, parallel.global_batch(host, many))
+        assert float(m8["loss/total"]) == pytest.approx(float(m1["loss/total"]), rel=1e-5), (data, fsdp)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-6),
+                     s1.params, s8.params)
+
+
+def test_no_recompilation_and_exact_resume_from_a_checkpoint(tmp_path):
+    cfg = _cfg(SKELETON_ONLY)
+    mesh = parallel.make_mesh(-1, 1)
+    state, shardings, step, batches = _teacher_setup(cfg, mesh)
+    for _ in range(2):
+        state, _ = step(state, parallel.global_batch(next(batches), mesh))
+    checkpoints = ckpt.StageCheckpointer(tmp_path / "ck")
+    checkpoints.save(2, state, batches, {"step": 2})
+    checkpoints.wait()
+    for _ in range(2):
+        state, _ = step(state, parallel.global_batch(next(batches), mesh))
+    assert step._cache_size() == 1  # one compilation for every step
+    fresh, shardings2, step2, batches2 = _teacher_setup(cfg, mesh)
+    restored, meta = checkpoints.restore(abstract_with_shardings(jax.eval_shape(lambda: fresh), shardings2),
+                                         batches2)
+    checkpoints.close()
+    assert meta["step"] == 2 and int(restored.step) == 2
+    for _ in range(2):
+        restored, _ = step2(restored, parallel.global_batch(next(batches2), mesh))
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), state, restored)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    return vk.launch.run(_cfg(), workdir), workdir
+
+
+def test_smoke_run_end_to_end_through_the_python_api(smoke_run):
+    summary, workdir = smoke_run
+    for stage in ("teacher", "student"):
+        assert 0.0 <= summary[stage]["top1"] <= 100.0 and summary[stage]["steps"] == 6
+        assert (workdir / stage / "metrics.jsonl").exists() and (workdir / stage / "final_variables").exists()
+    on_disk = json.loads((workdir / "summary.json").read_text())
+    assert on_disk["student"]["top1"] == summary["student"]["top1"]
+    assert (workdir / "export" / "predictor.jaxexport").exists()
+    records = [json.loads(x) for x in (workdir / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss/sup", "loss/kd", "loss/feat", "loss/vc"} <= set(records[0])  # the ViCoKD terms, logged per term
+
+
+def test_export_evaluates_to_the_runs_own_numbers(smoke_run):
+    from vicokd_jax.evaluate import evaluate_export
+
+    summary, workdir = smoke_run
+    metrics = evaluate_export(workdir / "export")
+    for key in ("top1", "top5", "per_view_top1", "mean_view_top1"):
+        np.testing.assert_allclose(metrics[key], summary["student"][key], atol=1e-6, err_msg=key)
+
+
+def test_rerun_of_a_finished_run_changes_nothing(smoke_run):
+    summary, workdir = smoke_run
+    before = (workdir / "export" / "variables.msgpack").read_bytes()
+    again = vk.launch.run(_cfg(), workdir)
+    assert again["student"]["top1"] == summary["student"]["top1"]
+    assert (workdir / "export" / "variables.msgpack").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_preempted_run_resumes_to_the_same_export(smoke_run, tmp_path, monkeypatch):
+    _, reference = smoke_run
+    calls = {"n": 0}
+    original = parallel.global_batch
+
+    def preempt_after_four(batch, mesh):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            loop.PREEMPTED.set()
+        return original(batch, mesh)
+
+    monkeypatch.setattr(parallel, "global_batch", preempt_after_four)
+    first = vk.launch.run(_cfg(), tmp_path)
+    assert first.get("preempted") and first["teacher"]["step"] == 4
+    monkeypatch.setattr(parallel, "global_batch", original)
+    second = vk.launch.run(_cfg(), tmp_path)
+    assert not second.get("preempted")
+    assert (tmp_path / "export" / "variables.msgpack").read_bytes() == \
+        (reference / "export" / "variables.msgpack").read_bytes()
+
+
+@pytest.mark.slow
+def test_cli(tmp_path):
+    cmd = [sys.executable, "-m", "vicokd_jax.launch", "--config", SMOKE, "--workdir", str(tmp_path)] + \
+          [f"--config.{o}" for o in FAST] + ["--config.train.steps=3", "--config.teacher.steps=3"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout[out.stdout.index("{"):])
+    assert "top1" in report["teacher"] and "top1" in report["student"] and report["export"]
+    evaluated = subprocess.run([sys.executable, "-m", "vicokd_jax.evaluate", "--export", report["export"]],
+                               cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["top1"] == pytest.approx(report["student"]["top1"])
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(KeyError, match="unknown key 'train.stepz'"):
+        _cfg("train.stepz=3")
+    with pytest.raises(TypeError, match="train.steps is a int"):
+        _cfg("train.steps='many'")
+    with pytest.raises(ValueError, match="config.data.labeled_fraction=1.5"):
+        _cfg("data.labeled_fraction=1.5")
+    with pytest.raises(ValueError, match="set config.teacher.checkpoint"):
+        _cfg("stages=('student',)")

@@ -1,0 +1,205 @@
+"""Experiment configuration: the ConfigDict schema, defaults, validation, and loading from experiment files.
+
+    cfg = vk.config.from_file("experiments/synth_vicokd.py:smoke", overrides=["train.steps=50"])
+
+An experiment file defines `get_config(arg) -> ConfigDict`, usually `vk.config.default_config(...)` plus changes.
+The returned config is locked: assigning an unknown key or a value of the wrong type raises an error naming the
+key. Every field is documented in `default_config`.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import pathlib
+
+import ml_collections
+
+from vicokd_jax import methods
+
+STAGES = ("teacher", "student")
+DATASETS = ("synth_mv", "ntu_rgbd", "multisensor_home")
+
+
+def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
+    """Defaults for a SynthMV run of `method` (METHOD.md presets); experiment files override what they change."""
+    cfg = ml_collections.ConfigDict()
+    cfg.name = f"synth_{method}"
+    cfg.stages = ("teacher", "student")
+
+    # ---- data ------------------------------------------------------------------------------------------------
+    cfg.data = ml_collections.ConfigDict(dict(
+        name="synth_mv",            # synth_mv (generated on the fly unless tfds_config is set) | ntu_rgbd | ...
+        tfds_config="",             # TFDS builder config to read from data_dir (prepared with tools.prepare_data)
+        data_dir="",                # TFDS data_dir ("" = ~/tensorflow_datasets)
+        seed=0,                     # SynthMV generation seed
+        num_views=4,
+        num_frames=16,              # T of a batch (the pipeline samples it from each clip)
+        image_size=32,              # H = W of a batch
+        num_classes=12,
+        multi_label=False,
+        overlap="partial",          # SynthMV: partial | full
+        num_train=2000,             # SynthMV split sizes
+        num_test=400,
+        labeled_fraction=0.1,       # share of training samples whose label the student may use
+        labeled_seed=0,
+        train_split="train",
+        test_split="test",
+        temporal_sampling="random_crop",
+        flip=False,                 # SynthMV has left/right-specific actions: no flips by default
+        num_workers=0,              # grain worker processes (0: in the main process)
+    ))
+
+    # ---- model -----------------------------------------------------------------------------------------------
+    cfg.model = ml_collections.ConfigDict(dict(
+        preset="micro",             # vicokd_jax.models.presets: micro | synth | vit_s16 | vit_b16 | vit_l16
+        layout="nturgb+d",          # skeleton graph of the teacher's ST-GCN
+        dtype="float32",            # compute dtype (bfloat16 on accelerators); parameters stay float32
+        teacher_modalities=("skeleton", "rgb"),
+        memory_tokens=16,           # the student's adapter memory bank size K
+        fusion_layers=1,
+        dropout=0.0,
+    ))
+
+    # ---- method (the student objective) ----------------------------------------------------------------------
+    cfg.method = methods.method_config(method)
+
+    # ---- teacher stage ---------------------------------------------------------------------------------------
+    cfg.teacher = ml_collections.ConfigDict(dict(
+        checkpoint="",              # a run's workdir (or its teacher/ folder) to load when there is no teacher stage
+        steps=-1,                   # -1: train.steps
+        lr=-1.0,                    # -1: train.lr
+        frame_loss_weight=0.5,      # weight of the frame-level loss (frame logits max-pooled over views)
+    ))
+
+    # ---- optimisation and the loop (both stages) ------------------------------------------------------------
+    cfg.train = ml_collections.ConfigDict(dict(
+        steps=600,
+        batch_size=16,              # global batch
+        seed=0,
+        optimizer="adamw",          # adamw | sgd
+        lr=1e-3,
+        weight_decay=0.05,
+        momentum=0.9,               # sgd only
+        warmup_steps=50,
+        grad_clip=1.0,              # global-norm clipping (0: off)
+        log_every=50,
+        eval_every=0,               # 0: only at the end of the stage
+        checkpoint_every=200,
+        keep_checkpoints=2,
+        eval_batch_size=32,
+        on_nonfinite="raise",       # raise | skip
+    ))
+
+    # ---- devices -------------------------------------------------------------------------------------------
+    cfg.mesh = ml_collections.ConfigDict(dict(
+        data=-1,                    # data-parallel axis size (-1: all remaining devices)
+        fsdp=1,                     # parameters sharded over this axis (FSDP)
+        fsdp_min_size=2**16,        # tensors smaller than this stay replicated
+    ))
+    cfg.lock()
+    return cfg
+
+
+def validate(cfg) -> None:
+    """Raise ValueError naming the field for inconsistent settings (types are checked on assignment)."""
+    bad = [s for s in cfg.stages if s not in STAGES]
+    if bad or not cfg.stages:
+        raise ValueError(f"config.stages: unknown stage(s) {bad}; expected a sequence of {STAGES}")
+    if "student" in cfg.stages and "teacher" not in cfg.stages and not cfg.teacher.checkpoint:
+        raise ValueError("config.stages has a student stage but no teacher stage: set config.teacher.checkpoint to "
+                         "a workdir whose teacher was trained")
+    if cfg.data.name not in DATASETS:
+        raise ValueError(f"config.data.name={cfg.data.name!r}; expected one of {DATASETS}")
+    if cfg.data.name != "synth_mv" and not cfg.data.tfds_config:
+        raise ValueError(f"config.data.tfds_config: {cfg.data.name} is read from prepared TFDS files; set the "
+                         "builder config (see python -m tools.prepare_data --list)")
+    if not 0.0 <= cfg.data.labeled_fraction <= 1.0:
+        raise ValueError(f"config.data.labeled_fraction={cfg.data.labeled_fraction} is not in [0, 1]")
+    if cfg.method.name not in methods.METHODS:
+        raise ValueError(f"config.method.name={cfg.method.name!r}; expected one of {list(methods.METHODS)}")
+    if cfg.train.optimizer not in ("adamw", "sgd"):
+        raise ValueError(f"config.train.optimizer={cfg.train.optimizer!r}; expected 'adamw' or 'sgd'")
+    if cfg.train.on_nonfinite not in ("raise", "skip"):
+        raise ValueError(f"config.train.on_nonfinite={cfg.train.on_nonfinite!r}; expected 'raise' or 'skip'")
+    if cfg.model.dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"config.model.dtype={cfg.model.dtype!r}; expected float32, bfloat16 or float16")
+    for key in ("steps", "batch_size", "log_every", "checkpoint_every", "eval_batch_size"):
+        if cfg.train[key] < 1:
+            raise ValueError(f"config.train.{key}={cfg.train[key]} must be >= 1")
+
+
+def _parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare string
+
+
+def apply_override(cfg, override: str) -> None:
+    """`"train.steps=50"` -> cfg.train.steps = 50, with a clear error for unknown keys and wrong types."""
+    if "=" not in override:
+        raise ValueError(f"config override {override!r}: expected KEY=VALUE, e.g. train.steps=50")
+    key, text = override.split("=", 1)
+    key = key.strip().removeprefix("config.")
+    *parents, leaf = key.split(".")
+    node = cfg
+    for i, part in enumerate(parents):
+        if part not in node:
+            raise KeyError(f"config override {override!r}: unknown key {'.'.join(parents[:i + 1])!r}")
+        node = node[part]
+    if leaf not in node:
+        raise KeyError(f"config override {override!r}: unknown key {key!r}; "
+                       f"{'.'.join(parents) or 'config'} has {sorted(node.keys())}")
+    value = _parse_value(text)
+    current = node[leaf]
+    if isinstance(current, tuple) and isinstance(value, (list, tuple)):
+        value = tuple(value)
+    elif isinstance(current, tuple) and isinstance(value, str):
+        value = tuple(v for v in value.split(",") if v)
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(current, str) and not isinstance(value, str):
+        value = text
+    try:
+        node[leaf] = value
+    except TypeError as err:
+        raise TypeError(f"config override {override!r}: {key} is a {type(current).__name__} "
+                        f"(currently {current!r}); got {value!r}") from err
+
+
+def from_file(spec: str, overrides=()) -> ml_collections.ConfigDict:
+    """Load `path[:arg]` (an experiment file with `get_config(arg)`), apply `overrides`, validate."""
+    path, _, arg = spec.partition(":")
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"config file {file} not found (spec {spec!r})")
+    module_spec = importlib.util.spec_from_file_location(f"vicokd_experiment_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise AttributeError(f"{file} defines no get_config(arg)")
+    cfg = module.get_config(arg or None)
+    for override in overrides:
+        apply_override(cfg, override)
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg) -> dict:
+    """A JSON-able plain dict of the config (tuples become lists)."""
+    return cfg.to_dict()
+
+
+def smoke(cfg) -> ml_collections.ConfigDict:
+    """The `:smoke` variant of any experiment: same pipeline, tiny sizes, < 2 minutes on 2 CPU cores."""
+    cfg.model.preset = "micro"
+    cfg.data.num_train, cfg.data.num_test = 64, 32
+    cfg.data.num_frames = min(cfg.data.num_frames, 8)
+    cfg.data.num_workers = 0
+    cfg.train.steps, cfg.teacher.steps = 12, 12
+    cfg.train.batch_size, cfg.train.eval_batch_size = 8, 16
+    cfg.train.warmup_steps = 2
+    cfg.train.log_every, cfg.train.checkpoint_every = 4, 6
+    cfg.train.eval_every = 0
+    cfg.name = cfg.name + "_smoke"
+    return cfg

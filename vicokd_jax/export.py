@@ -1,0 +1,474 @@
+"""Self-contained student exports: weights, config and a `jax.export`-serialised predictor.
+
+An export directory holds
+
+    variables.msgpack     the student's variables only ("params", plus "batch_stats" if any), numpy arrays,
+                          `flax.serialization.msgpack_serialize`
+    predictor.jaxexport   `jax.export` serialisation of
+                              (variables, rgb [b,V,T,H,W,3] uint8, view_mask [b,V] bool)
+                                  -> {"logits": [b,C] float32, "view_logits": [b,V,C] float32}
+                          with a symbolic batch dimension "b"; the weights are arguments, not constants, and
+                          the arguments after `variables` follow the order of `input_spec`
+    config.json           the run's config + model description, plus "input_spec" (per-example shapes and
+                          dtypes), "class_names" (when the config has them) and "export_info" (versions,
+                          creation time, platforms lowered for, argument/output names)
+    MANIFEST.json         every other file with its size and sha256
+
+Loading (`load`) needs only jax, numpy and `flax.serialization`: no model or training code. For that reason
+this module must never import `vicokd_jax.models` (or anything that does) at import time.
+
+    path = export_predictor("runs/demo/export", student.apply, variables, config, input_spec)
+    predict = load(path)
+    out = predict(batch)        # batch: dict with at least the input_spec keys; extra keys are ignored
+    out["logits"]               # [B, C]
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib.metadata
+import inspect
+import json
+import os
+import pathlib
+import platform as _platform
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from flax import serialization
+
+VARIABLES_FILE = "variables.msgpack"
+PREDICTOR_FILE = "predictor.jaxexport"
+CONFIG_FILE = "config.json"
+MANIFEST_FILE = "MANIFEST.json"
+FORMAT = "vicokd_jax.export/1"
+
+OUTPUT_KEYS = ("logits", "view_logits")
+VARIABLE_COLLECTIONS = ("params", "batch_stats")  # what a student needs at inference
+BATCH_DIM = "b"
+# CPU always; CUDA so the same export runs on GPU hosts (lowering needs no GPU).
+DEFAULT_PLATFORMS = ("cpu", "cuda")
+KNOWN_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # jax.export does not reject unknown names itself
+
+
+class CorruptExportError(ValueError):
+    """An export file exists but does not match the sha256 recorded in MANIFEST.json."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Helpers shared by writing and reading.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _normalise_input_spec(input_spec: Mapping[str, Mapping[str, Any]]) -> dict[str, dict]:
+    """`{"rgb": {"shape": [V,T,H,W,3], "dtype": "uint8"}, ...}` -> same, with int lists and canonical dtype
+    names; raises naming the key on a malformed entry."""
+    if not input_spec:
+        raise ValueError("input_spec is empty: it must name at least one input, e.g. {'rgb': {...}}")
+    out = {}
+    for key, spec in input_spec.items():
+        if not isinstance(spec, Mapping) or "shape" not in spec or "dtype" not in spec:
+            raise ValueError(f"input_spec[{key!r}] must be a dict with 'shape' and 'dtype', got {spec!r}")
+        shape = [int(d) for d in spec["shape"]]
+        if any(d < 0 for d in shape):
+            raise ValueError(f"input_spec[{key!r}]['shape'] must be non-negative ints, got {spec['shape']!r}")
+        out[str(key)] = {"shape": shape, "dtype": np.dtype(spec["dtype"]).name}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Writing.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _to_numpy(x) -> np.ndarray:
+    """A (possibly sharded, possibly multi-host) array -> a host numpy array."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        # NOTE: only multi-host shards need a collective; every process must call export_predictor then.
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+
+def _inference_variables(variables: Mapping) -> dict:
+    """The collections a student needs at inference (`params`, `batch_stats`) as plain dicts of numpy arrays.
+
+    Optimizer state, teacher variables or other collections passed by mistake are left out on purpose: the
+    export holds the student's weights only.
+    """
+    state = serialization.to_state_dict(variables)
+    if "params" not in state:
+        raise ValueError(f"variables must hold a 'params' collection; got collections {sorted(state)}")
+    kept = {k: state[k] for k in VARIABLE_COLLECTIONS if k in state}
+    return jax.tree.map(_to_numpy, kept)
+
+
+def _accepts_train(apply_fn: Callable) -> bool:
+    """Whether `apply_fn` takes a `train` keyword (`Module.apply` does, through **kwargs)."""
+    try:
+        params = inspect.signature(apply_fn).parameters.values()
+    except (TypeError, ValueError):  # builtins / C callables without a signature
+        return False
+    return any(p.name == "train" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _predictor_fn(apply_fn: Callable, input_keys: Sequence[str]) -> Callable:
+    """`(variables, *inputs in input_spec order) -> {"logits", "view_logits"}` (float32), calling
+    `apply_fn(variables, *inputs, train=False)`, or without `train` when apply_fn has no such argument."""
+    kwargs = {"train": False} if _accepts_train(apply_fn) else {}
+
+    def predictor(variables, *inputs):
+        out = apply_fn(variables, *inputs, **kwargs)
+        missing = [k for k in OUTPUT_KEYS if k not in out]
+        if missing:
+            raise KeyError(f"apply_fn output lacks {missing}; it returned keys {sorted(out)}")
+        return {k: out[k].astype(np.float32) for k in OUTPUT_KEYS}
+
+    predictor.__name__ = f"vicokd_predictor_{'_'.join(input_keys)}"
+    return predictor
+
+
+def _input_avals(input_spec: dict[str, dict]) -> list[jax.ShapeDtypeStruct]:
+    """Per-example specs -> `ShapeDtypeStruct`s `[b, *shape]` sharing ONE symbolic batch dimension."""
+    (batch,) = jax.export.symbolic_shape(BATCH_DIM)
+    return [jax.ShapeDtypeStruct((batch, *spec["shape"]), np.dtype(spec["dtype"])) for spec in input_spec.values()]
+
+
+def _lower(fn: Callable, args: Sequence[Any], platforms: Sequence[str]) -> tuple[jax.export.Exported, dict]:
+    """`jax.export` for all `platforms` at once; if that fails, for each platform that lowers on its own.
+
+    Returns (exported, notes) where notes maps each dropped platform to the reason. Raises the original error
+    when no platform lowers (e.g. `fn` itself is broken).
+    """
+    try:
+        return jax.export.export(jax.jit(fn), platforms=tuple(platforms))(*args), {}
+    except Exception as joint_error:  # noqa: BLE001 -- retried per platform below, re-raised if all fail
+        notes, ok = {}, []
+        for p in platforms:
+            try:
+                jax.export.export(jax.jit(fn), platforms=(p,))(*args)
+                ok.append(p)
+            except Exception as e:  # noqa: BLE001
+                notes[p] = f"{type(e).__name__}: {e}"[:500]
+        if not ok:
+            raise joint_error
+        return jax.export.export(jax.jit(fn), platforms=tuple(ok))(*args), notes
+
+
+def _versions() -> dict[str, str]:
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+    # NOTE: vicokd_jax's version comes from package metadata, not `import vicokd_jax` (which imports models).
+    return {"jax": jax.__version__, "jaxlib": version("jaxlib"), "flax": version("flax"),
+            "numpy": np.__version__, "vicokd_jax": version("vicokd_jax"), "python": _platform.python_version()}
+
+
+def _jsonable(value: Any, path: str = "config") -> Any:
+    """`value` with tuples -> lists, numpy scalars/arrays -> Python, paths -> str; raises naming the key
+    path for anything else that JSON cannot hold."""
+    if hasattr(value, "to_dict") and not isinstance(value, Mapping):  # ml_collections.ConfigDict
+        value = value.to_dict()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{path} = {value!r} ({type(value).__name__}) cannot be stored in {CONFIG_FILE}")
+
+
+def _find_class_names(config: dict) -> list | None:
+    """`class_names` at the top level of the config, or under `data` / `model`."""
+    for section in (config, config.get("data"), config.get("model")):
+        if isinstance(section, dict) and section.get("class_names") is not None:
+            return list(section["class_names"])
+    return None
+
+
+def _config_json(config: Mapping, input_spec: dict, exported: jax.export.Exported, notes: dict,
+                 requested: Sequence[str]) -> dict:
+    """The contents of config.json: the given config plus `input_spec`, `class_names` and `export_info`."""
+    doc = _jsonable(config)
+    for reserved in ("input_spec", "export_info"):
+        if reserved in doc:
+            raise ValueError(f"config already has a top-level {reserved!r} key; export_predictor writes it")
+    doc["input_spec"] = input_spec
+    class_names = _find_class_names(doc)
+    if class_names is not None:
+        doc["class_names"] = class_names
+    doc["export_info"] = {
+        "format": FORMAT,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "platforms": list(exported.platforms),
+        "platforms_requested": list(requested),
+        # Why a platform is missing (e.g. "cuda" could not be lowered on this host); empty when none is.
+        "platform_notes": notes,
+        "calling_convention_version": exported.calling_convention_version,
+        "arguments": ["variables", *input_spec],
+        "outputs": list(OUTPUT_KEYS),
+        "batch_dim": BATCH_DIM,
+        "files": {"variables": VARIABLES_FILE, "predictor": PREDICTOR_FILE},
+    }
+    return doc
+
+
+def _write(path: pathlib.Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_manifest(directory: pathlib.Path, names: Sequence[str]) -> None:
+    files = {n: {"sha256": _sha256(directory / n), "bytes": (directory / n).stat().st_size} for n in names}
+    _write(directory / MANIFEST_FILE, json.dumps({"format": FORMAT, "files": files}, indent=2).encode())
+
+
+def _check_replaceable(out_dir: pathlib.Path) -> None:
+    """Refuse to replace anything but an earlier export (or an empty folder): nothing else may be lost."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise FileExistsError(f"export target {out_dir} exists and is not a directory; not replacing it")
+    if any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).exists():
+        raise FileExistsError(f"export target {out_dir} is a non-empty directory without {MANIFEST_FILE} "
+                              "(not an export); refusing to replace it")
+
+
+def _swap_into_place(new_dir: pathlib.Path, out_dir: pathlib.Path) -> None:
+    """Move the complete `new_dir` to `out_dir`, replacing an existing export.
+
+    NOTE: POSIX has no portable atomic directory swap; the old export is first renamed aside (a crash between
+    the two renames leaves it, complete, in `.NAME.old-*`) and deleted only once the new one is in place.
+    """
+    if not out_dir.exists():
+        os.replace(new_dir, out_dir)
+        return
+    old = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    os.replace(out_dir, old / "export")
+    try:
+        os.replace(new_dir, out_dir)
+    except BaseException:
+        os.replace(old / "export", out_dir)  # put the previous export back
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_predictor(out_dir, apply_fn: Callable, variables: Mapping, config: Mapping,
+                     input_spec: Mapping[str, Mapping[str, Any]], *,
+                     platforms: Sequence[str] = DEFAULT_PLATFORMS) -> pathlib.Path:
+    """Writes a self-contained export of a student to `out_dir` and returns its path.
+
+    Args:
+        out_dir: target directory. An existing export there is replaced only once the new one is complete; on
+            any failure it is left intact. A non-export, non-empty directory is never replaced.
+        apply_fn: `apply_fn(variables, *inputs[, train=False]) -> dict` with at least "logits" [B,C] and
+            "view_logits" [B,V,C]; inputs in `input_spec` order, e.g. `Student.apply` (called as
+            `Student.apply(variables, rgb, view_mask, train=False)`); `train=False` is passed only when
+            apply_fn accepts a `train` keyword.
+        variables: the student's variables; only "params" and "batch_stats" are kept.
+        config: JSON-able dict (or ConfigDict) of the run's config + model description.
+        input_spec: per-example shapes and dtypes, batch excluded, e.g. `{"rgb": {"shape": [V,T,H,W,3],
+            "dtype": "uint8"}, "view_mask": {"shape": [V], "dtype": "bool"}}`.
+        platforms: platforms to lower for; those that cannot be lowered here are dropped (at least one must
+            remain) and the reason is recorded in config.json `export_info.platform_notes`.
+    """
+    out_dir = pathlib.Path(out_dir)
+    spec = _normalise_input_spec(input_spec)
+    unknown = [p for p in platforms if p not in KNOWN_PLATFORMS]
+    if unknown or not platforms:
+        raise ValueError(f"platforms {list(platforms)}: expected a non-empty subset of {list(KNOWN_PLATFORMS)}")
+    _check_replaceable(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Built in a sibling temp dir (same filesystem, so the final rename is cheap and never half-copies).
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        _build(tmp, apply_fn, variables, config, spec, platforms)
+        _swap_into_place(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a no-op once tmp has been renamed into place
+    return out_dir
+
+
+def _build(directory: pathlib.Path, apply_fn: Callable, variables: Mapping, config: Mapping, spec: dict,
+           platforms: Sequence[str]) -> None:
+    """Writes all export files into the (empty) `directory`."""
+    var_bytes = serialization.msgpack_serialize(_inference_variables(variables))
+    # Trace against the round-tripped variables so the exported in_tree is exactly what `load` will pass.
+    restored = serialization.msgpack_restore(var_bytes)
+    var_avals = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), restored)
+    exported, notes = _lower(_predictor_fn(apply_fn, list(spec)), [var_avals, *_input_avals(spec)], platforms)
+    doc = _config_json(config, spec, exported, notes, platforms)
+    _write(directory / VARIABLES_FILE, var_bytes)
+    _write(directory / PREDICTOR_FILE, bytes(exported.serialize()))
+    _write(directory / CONFIG_FILE, json.dumps(doc, indent=2).encode())
+    _write_manifest(directory, [VARIABLES_FILE, PREDICTOR_FILE, CONFIG_FILE])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _read_verified(directory: pathlib.Path, name: str, manifest: dict) -> bytes:
+    """The bytes of `directory/name`, checked against the sha256 recorded in the manifest."""
+    path = directory / name
+    if not path.is_file():
+        raise FileNotFoundError(f"export {directory} is missing {name} (expected at {path})")
+    entry = manifest["files"].get(name)
+    if entry is None:
+        raise CorruptExportError(f"{MANIFEST_FILE} of export {directory} does not list {name}")
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != entry["sha256"]:
+        raise CorruptExportError(f"{name} in export {directory} is corrupt: sha256 {actual} does not match "
+                                 f"{entry['sha256']} recorded in {MANIFEST_FILE}")
+    return data
+
+
+def _read_manifest(directory: pathlib.Path) -> dict:
+    if not directory.is_dir():
+        raise FileNotFoundError(f"export directory {directory} does not exist")
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"export {directory} is missing {MANIFEST_FILE} (expected at {path})")
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["files"]  # noqa: B018 -- presence check
+    except (ValueError, KeyError, TypeError) as e:
+        raise CorruptExportError(f"{MANIFEST_FILE} of export {directory} is unreadable: {e}") from e
+    return manifest
+
+
+def _run_device(exported_platforms: Sequence[str]) -> jax.Device:
+    """The first local device of a platform the predictor was lowered for, preferring this process's default
+    (so a CPU-only export loaded on a GPU host runs on its CPU)."""
+    preferred = [jax.export.default_export_platform(), *exported_platforms]
+    for platform in dict.fromkeys(p for p in preferred if p in exported_platforms):
+        try:
+            devices = jax.local_devices(backend=platform)
+        except (RuntimeError, ValueError):  # backend not present in this process
+            continue
+        if devices:
+            return devices[0]
+    raise RuntimeError(f"predictor was exported for {list(exported_platforms)} but this process has none of "
+                       f"those devices (default backend {jax.default_backend()!r})")
+
+
+class Predictor:
+    """`predict(batch) -> {"logits": [B, C], "view_logits": [B, V, C]}` (jax arrays, float32).
+
+    `batch` is a dict holding at least the keys of `input_spec` with shapes `[B, *input_spec[k]["shape"]]` and
+    the exact dtypes recorded; extra keys are ignored. Any batch size B >= 1 works (symbolic batch).
+
+    Attributes:
+        variables: the student's variables (on the device the predictor runs on).
+        config: the contents of config.json (run config, "input_spec", "class_names", "export_info").
+        input_spec: per-example shapes/dtypes of the inputs, in argument order.
+        exported: the deserialised `jax.export.Exported`.
+    """
+
+    def __init__(self, exported: jax.export.Exported, variables: dict, config: dict):
+        self.exported = exported
+        self.config = config
+        self.input_spec: dict[str, dict] = _normalise_input_spec(config["input_spec"])
+        self.device = _run_device([p.lower() for p in exported.platforms])
+        self.variables = jax.device_put(variables, self.device)  # once, not per call
+        self._call = jax.jit(exported.call)  # cached per batch size
+
+    def check_batch(self, batch: Mapping) -> list:
+        """The input arrays in argument order; raises naming the key, expected and actual shape/dtype."""
+        args, sizes = [], {}
+        for key, spec in self.input_spec.items():
+            if key not in batch:
+                raise KeyError(f"batch lacks input {key!r} (has keys {sorted(batch)}); the predictor needs "
+                               f"{list(self.input_spec)}")
+            x = batch[key]
+            shape, dtype = tuple(np.shape(x)), np.dtype(getattr(x, "dtype", np.asarray(x).dtype))
+            expected = ("B", *spec["shape"])
+            if len(shape) != len(expected) or list(shape[1:]) != spec["shape"] or shape[0] < 1:
+                raise ValueError(f"batch[{key!r}] has shape {shape}; expected {expected} (B >= 1)")
+            if dtype != np.dtype(spec["dtype"]):
+                raise TypeError(f"batch[{key!r}] has dtype {dtype}; expected {spec['dtype']} "
+                                f"(shape {expected})")
+            sizes[key] = shape[0]
+            args.append(x)
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"inputs disagree on the batch size B: {sizes}")
+        return args
+
+    def __call__(self, batch: Mapping) -> dict:
+        args = jax.device_put(self.check_batch(batch), self.device)
+        return self._call(self.variables, *args)
+
+    def __repr__(self) -> str:
+        return (f"Predictor(inputs={self.input_spec}, outputs={list(OUTPUT_KEYS)}, "
+                f"platforms={list(self.exported.platforms)}, device={self.device})")
+
+
+def load(out_dir) -> Predictor:
+    """Loads an export written by `export_predictor`, verifying every file against MANIFEST.json.
+
+    Needs no model or training code. Raises `FileNotFoundError` naming a missing file and
+    `CorruptExportError` naming a file whose sha256 does not match.
+    """
+    directory = pathlib.Path(out_dir)
+    manifest = _read_manifest(directory)
+    config = json.loads(_read_verified(directory, CONFIG_FILE, manifest))
+    variables = serialization.msgpack_restore(_read_verified(directory, VARIABLES_FILE, manifest))
+    exported = jax.export.deserialize(bytearray(_read_verified(directory, PREDICTOR_FILE, manifest)))
+    return Predictor(exported, variables, config)
+
+
+def export(workdir_or_checkpoint, out_dir=None) -> pathlib.Path:
+    """Export the student of a finished run: `WORKDIR/config.json` + `WORKDIR/student/final_variables` ->
+    `out_dir` (default `WORKDIR/export`). Imports the model code (only this function does)."""
+    import ml_collections
+
+    from vicokd_jax.models import presets
+    from vicokd_jax.train import checkpoint as ckpt
+    from vicokd_jax.train import loop
+
+    workdir = pathlib.Path(workdir_or_checkpoint).absolute()
+    if workdir.name == "student":
+        workdir = workdir.parent
+    config_file = workdir / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} not found: {workdir} is not a vicokd_jax run directory")
+    cfg = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+    source = loop.make_source(cfg, cfg.data.test_split)
+    example = loop.example_batch(source, cfg)
+    student = presets.student_from_config(cfg)
+    abstract = jax.eval_shape(lambda: student.init(jax.random.key(0), example["rgb"], example["view_mask"]))
+    variables = jax.device_get(ckpt.load_variables(workdir / "student" / "final_variables", abstract))
+    input_spec = {"rgb": {"shape": list(example["rgb"].shape[1:]), "dtype": "uint8"},
+                  "view_mask": {"shape": list(example["view_mask"].shape[1:]), "dtype": "bool"}}
+    config = {"experiment": cfg.to_dict(), "class_names": list(getattr(source, "class_names", []) or [])}
+
+    def apply_fn(variables, rgb, view_mask):
+        out = student.apply(variables, rgb, view_mask, train=False)
+        return {"logits": out["logits"], "view_logits": out["view_logits"]}
+
+    return export_predictor(out_dir or workdir / "export", apply_fn, variables, config, input_spec)

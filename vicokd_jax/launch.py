@@ -1,0 +1,116 @@
+"""Run an experiment: train the configured stages, export the student, write summary.json.
+
+Python:
+    import vicokd_jax as vk
+    cfg = vk.config.from_file("experiments/synth_vicokd.py:smoke", overrides=["train.steps=50"])
+    summary = vk.launch.run(cfg, "runs/demo")        # summary["teacher"]["top1"], summary["student"]["top1"], ...
+
+CLI:
+    python -m vicokd_jax.launch --config experiments/synth_vicokd.py[:smoke] --workdir runs/demo \\
+        [--config.train.steps=100 ...]
+
+Rerunning the same command on the same workdir resumes from the newest checkpoints; finished stages are not
+redone. SIGTERM (preemption) saves a checkpoint and exits with status 0.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import signal
+import sys
+import time
+
+import jax
+import numpy as np
+
+from vicokd_jax import config as config_lib
+from vicokd_jax import parallel
+from vicokd_jax.train import loop
+
+
+class Summary(dict):
+    """`run`'s result: one entry per stage (final test metrics, checkpoint path, seconds), `export`, `workdir`."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError as err:
+            raise AttributeError(name) from err
+
+
+def _on_sigterm(signum, frame):
+    loop.PREEMPTED.set()
+
+
+def run(cfg, workdir) -> Summary:
+    """Train `cfg.stages` in order in `workdir`, export the student, write and return the Summary."""
+    config_lib.validate(cfg)
+    parallel.initialize_distributed()
+    workdir = pathlib.Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps(config_lib.to_dict(cfg), indent=1))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    loop.PREEMPTED.clear()
+    summary = Summary(workdir=str(workdir), name=cfg.name)
+    t0 = time.perf_counter()
+    try:
+        for stage in cfg.stages:
+            result = loop.train_stage(stage, cfg, workdir)
+            summary[stage] = result
+            if result.get("preempted"):
+                summary["preempted"] = True
+                return summary
+        if "student" in cfg.stages and jax.process_index() == 0:
+            from vicokd_jax import export as export_lib
+
+            summary["export"] = str(export_lib.export(workdir))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    summary["seconds"] = time.perf_counter() - t0
+    if jax.process_index() == 0:
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
+    return summary
+
+
+def _json_default(x):
+    if isinstance(x, (np.generic,)):
+        return x.item()
+    return str(x)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _parse_cli(argv):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="experiment file, optionally with :arg (e.g. :smoke)")
+    parser.add_argument("--workdir", required=True)
+    args, rest = parser.parse_known_args(argv)
+    overrides = []
+    for item in rest:
+        if not item.startswith("--config."):
+            parser.error(f"unrecognised argument {item!r} (overrides look like --config.train.steps=100)")
+        overrides.append(item[len("--config."):])
+    return args, overrides
+
+
+def main(argv=None) -> int:
+    args, overrides = _parse_cli(sys.argv[1:] if argv is None else argv)
+    cfg = config_lib.from_file(args.config, overrides)
+    summary = run(cfg, args.workdir)
+    report = {stage: {k: summary[stage].get(k) for k in ("top1", "top5", "mean_view_top1", "map_class",
+                                                         "agreement") if k in summary[stage]}
+              for stage in cfg.stages if stage in summary}
+    print(json.dumps({"workdir": summary["workdir"], "preempted": summary.get("preempted", False), **report,
+                      "export": summary.get("export")}, indent=1, default=_json_default))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training: state, the jitted train step, the loop, checkpoints and evaluation."""

@@ -1,0 +1,307 @@
+"""The training loop of one stage (teacher or student), top to bottom.
+
+data -> global sharded batch -> the stage's jit step -> metrics (fetched every `log_every`) -> evaluation ->
+checkpoints (every `checkpoint_every`, async) -> the stage's result. A rerun of the same workdir resumes from
+the newest checkpoint (state + data iterator) and ends with the same numbers; a finished stage is not redone.
+SIGTERM (preemption) makes the loop save a checkpoint and return `preempted=True`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import sys
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vicokd_jax import __version__, parallel
+from vicokd_jax.config import to_dict
+from vicokd_jax.data import pipeline
+from vicokd_jax.models import presets
+from vicokd_jax.train import checkpoint as ckpt
+from vicokd_jax.train import evaluate as ev
+from vicokd_jax.train import step as step_lib
+from vicokd_jax.train.state import abstract_with_shardings, create_state, make_optimizer
+
+# Set by the SIGTERM handler of `vicokd_jax.launch`; checked once per step on the host (no device sync).
+PREEMPTED = threading.Event()
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training step produced a non-finite loss or gradient (train.on_nonfinite="raise")."""
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Data
+# ------------------------------------------------------------------------------------------------------------
+def make_source(cfg, split: str):
+    """The random-access source of `split`: SynthMV generated on the fly, or a prepared TFDS dataset."""
+    d = cfg.data
+    if d.name == "synth_mv" and not d.tfds_config:
+        from vicokd_jax.data.synthetic import SynthConfig, SynthMV
+
+        n = d.num_train if split == d.train_split else d.num_test
+        split_name = "train" if split == d.train_split else "test"
+        return SynthMV(split_name, n, seed=d.seed, num_views=d.num_views, num_frames=d.num_frames,
+                       image_size=d.image_size, num_classes=d.num_classes, multi_label=d.multi_label,
+                       config=SynthConfig(overlap=d.overlap))
+    from vicokd_jax.data.builders import open_source
+
+    data_dir = d.data_dir or str(pathlib.Path("~/tensorflow_datasets").expanduser())
+    return open_source(d.name, d.tfds_config, split, data_dir)
+
+
+def pipeline_config(cfg, training: bool, batch_size: int) -> pipeline.PipelineConfig:
+    d = cfg.data
+    return pipeline.PipelineConfig(
+        batch_size=batch_size, training=training, seed=cfg.train.seed, num_frames=d.num_frames,
+        temporal_sampling=d.temporal_sampling, image_size=d.image_size, flip=d.flip,
+        labeled_fraction=d.labeled_fraction if training else 1.0, labeled_seed=d.labeled_seed,
+        num_workers=d.num_workers if training else 0)
+
+
+def per_host_batch(global_batch_size: int, mesh) -> int:
+    devices, hosts = mesh.devices.size, jax.process_count()
+    if global_batch_size % devices:
+        raise ValueError(f"train.batch_size={global_batch_size} must be divisible by the {devices} devices of the "
+                         f"mesh {dict(mesh.shape)}")
+    return global_batch_size // hosts
+
+
+def example_batch(source, cfg) -> dict:
+    """One transformed example with a leading batch axis of 1: the shapes models are initialised with."""
+    example = pipeline.transform_example(source[0], pipeline_config(cfg, False, 1), None)
+    return {k: np.asarray(v)[None] for k, v in example.items() if np.asarray(v).dtype.kind in "biuf"}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Models
+# ------------------------------------------------------------------------------------------------------------
+def _teacher_init(model, cfg, example):
+    modalities = tuple(cfg.model.teacher_modalities)
+    rgb = jnp.asarray(example["rgb"]) if "rgb" in modalities else None
+    return lambda key: model.init(key, jnp.asarray(example["skeleton"]), rgb, jnp.asarray(example["view_mask"]))
+
+
+def _student_init(model, example):
+    return lambda key: model.init(key, jnp.asarray(example["rgb"]), jnp.asarray(example["view_mask"]))
+
+
+def load_teacher(cfg, workdir: pathlib.Path, example: dict, mesh):
+    """(teacher module, its trained variables replicated on the mesh) from this workdir or teacher.checkpoint."""
+    teacher = presets.teacher_from_config(cfg)
+    abstract = jax.eval_shape(_teacher_init(teacher, cfg, example), jax.random.key(0))
+    rep = parallel.replicated(mesh)
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
+    root = pathlib.Path(cfg.teacher.checkpoint) if cfg.teacher.checkpoint else workdir
+    path = root / "final_variables" if (root / "final_variables").exists() else root / "teacher" / "final_variables"
+    return teacher, ckpt.load_variables(path, target)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Metrics output
+# ------------------------------------------------------------------------------------------------------------
+class MetricWriter:
+    """JSON lines (always) and TensorBoard event files (when the `tensorboard` package is installed)."""
+
+    def __init__(self, directory: pathlib.Path):
+        self.jsonl = directory / "metrics.jsonl"
+        self.tb = None
+        try:
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+            self.tb = EventFileWriter(str(directory / "tensorboard"))
+        except ImportError:
+            logging.info("tensorboard not installed: metrics go to %s only", self.jsonl)
+
+    def write(self, step: int, scalars: dict) -> None:
+        record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            from tensorboard.compat.proto import event_pb2, summary_pb2
+
+            values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
+            self.tb.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                              summary=summary_pb2.Summary(value=values)))
+
+    def history(self) -> list[dict]:
+        if not self.jsonl.exists():
+            return []
+        return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+class Progress:
+    """One line per log point on stderr: step, key metrics, throughput and ETA."""
+
+    def __init__(self, stage: str, total: int, start_step: int, batch_size: int):
+        self.stage, self.total, self.batch = stage, total, batch_size
+        self.t0, self.s0 = time.perf_counter(), start_step
+
+    def update(self, step: int, metrics: dict) -> None:
+        elapsed = time.perf_counter() - self.t0
+        rate = (step - self.s0) / max(elapsed, 1e-9)
+        eta = (self.total - step) / max(rate, 1e-9)
+        shown = " ".join(f"{k.split('/')[-1]}={v:.3g}" for k, v in metrics.items()
+                         if k in ("loss/total", "train/top1", "train/teacher_top1", "loss/vc", "loss/kd"))
+        print(f"[{self.stage}] step {step}/{self.total} {shown} | {rate:.2f} steps/s, "
+              f"{rate * self.batch:.1f} clips/s, ETA {int(eta) // 60}:{int(eta) % 60:02d}", file=sys.stderr,
+              flush=True)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Evaluation
+# ------------------------------------------------------------------------------------------------------------
+def _pad_batch(batch: dict, size: int) -> dict:
+    """Pad a partial last batch to `size` rows (repeating the last row) with `valid` False on the padding."""
+    n = len(batch["view_mask"])
+    out = {}
+    for key, value in batch.items():
+        value = np.asarray(value)
+        if n < size:
+            value = np.concatenate([value, np.repeat(value[-1:], size - n, axis=0)])
+        out[key] = value
+    out["valid"] = np.arange(size) < n
+    return out
+
+
+def evaluate(stage: str, cfg, mesh, model, variables, teacher=None, teacher_variables=None,
+             source=None) -> dict:
+    """The metrics of METHOD.md on the test split (`train/evaluate.py`), as a JSON-able dict."""
+    source = source if source is not None else make_source(cfg, cfg.data.test_split)
+    eval_fn = step_lib.make_eval_step(stage, model, cfg, mesh, teacher)
+    size = per_host_batch(cfg.train.eval_batch_size, mesh)
+    acc = ev.EvalAccumulator(cfg.data.num_classes, multi_label=cfg.data.multi_label,
+                             class_names=getattr(source, "class_names", None))
+    for host_batch in pipeline.make_dataset(source, pipeline_config(cfg, False, size)):
+        host_batch = _pad_batch(host_batch, size)
+        batch = parallel.global_batch(host_batch, mesh)
+        args = (variables, batch) + ((teacher_variables,) if teacher is not None else ())
+        outputs = jax.device_get(eval_fn(*args))
+        acc.add({k: np.asarray(v) for k, v in outputs.items()}, host_batch)
+    return acc.result()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# One stage
+# ------------------------------------------------------------------------------------------------------------
+def _metadata(cfg, stage: str, mesh, step: int) -> dict:
+    import flax
+
+    return {"stage": stage, "step": int(step), "config": to_dict(cfg), "mesh": dict(mesh.shape),
+            "versions": {"vicokd_jax": __version__, "jax": jax.__version__, "flax": flax.__version__},
+            "layout": cfg.model.layout, "process_count": jax.process_count()}
+
+
+def train_stage(stage: str, cfg, workdir) -> dict:
+    """Train `stage` ("teacher" | "student") of `cfg` in `workdir/<stage>`; returns the stage's result dict.
+
+    The result holds the final test metrics (METHOD.md names), `checkpoint`, `seconds`, `steps`, and
+    `preempted=True` when SIGTERM stopped it early (a checkpoint was saved; rerun to resume).
+    """
+    workdir = pathlib.Path(workdir).absolute()
+    stage_dir = workdir / stage
+    result_file = stage_dir / "result.json"
+    if result_file.exists():
+        logging.info("%s stage already finished in %s", stage, stage_dir)
+        return json.loads(result_file.read_text())
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    mesh = parallel.mesh_from_config(cfg.mesh)
+    steps = cfg.teacher.steps if stage == "teacher" and cfg.teacher.steps > 0 else cfg.train.steps
+    lr = cfg.teacher.lr if stage == "teacher" and cfg.teacher.lr > 0 else cfg.train.lr
+
+    train_source = make_source(cfg, cfg.data.train_split)
+    example = example_batch(train_source, cfg)
+    teacher = teacher_variables = None
+    if stage == "teacher":
+        model = presets.teacher_from_config(cfg)
+        init = _teacher_init(model, cfg, example)
+    else:
+        model = presets.student_from_config(cfg)
+        init = _student_init(model, example)
+        teacher, teacher_variables = load_teacher(cfg, workdir, example, mesh)
+    tx, schedule = make_optimizer(cfg.train, steps, lr)
+    state, shardings = create_state(init, tx, cfg.train.seed, mesh, cfg.mesh.fsdp_min_size)
+    teacher_shardings = (jax.tree.map(lambda x: x.sharding, teacher_variables)
+                         if teacher_variables is not None else None)
+    train_step = step_lib.make_train_step(stage, model, tx, schedule, cfg, mesh, shardings, teacher,
+                                          teacher_shardings)
+
+    data = iter(pipeline.make_dataset(train_source, pipeline_config(cfg, True, per_host_batch(cfg.train.batch_size,
+                                                                                               mesh))))
+    checkpoints = ckpt.StageCheckpointer(stage_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
+    restored = checkpoints.restore(abstract_with_shardings(jax.eval_shape(lambda: state), shardings), data)
+    if restored is not None:
+        state = restored[0]
+        print(f"[{stage}] resumed from step {int(state.step)} ({checkpoints.directory})", file=sys.stderr)
+    writer = MetricWriter(stage_dir)
+    start = int(state.step)
+    progress = Progress(stage, steps, start, cfg.train.batch_size)
+    extra = (teacher_variables,) if stage == "student" else ()
+    preempted = False
+    pending: dict[str, Any] = {}
+    for step in range(start, steps):
+        batch = parallel.global_batch(next(data), mesh)
+        state, metrics = train_step(state, batch, *extra)
+        done = step + 1
+        if done % cfg.train.log_every == 0 or done == steps:
+            pending = {k: float(v) for k, v in jax.device_get(metrics).items()}  # the only host sync
+            if pending.pop("nonfinite", 0) and cfg.train.on_nonfinite == "raise":
+                checkpoints.close()
+                raise NonFiniteLossError(f"[{stage}] non-finite loss or gradient by step {done}: "
+                                         f"{ {k: v for k, v in pending.items() if not np.isfinite(v)} }; "
+                                         f"the last checkpoint in {checkpoints.directory} is intact")
+            pending["skipped"] = float(state.skipped)
+            writer.write(done, pending)
+            progress.update(done, pending)
+        if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done < steps:
+            metrics_eval = evaluate(stage, cfg, mesh, model, {"params": state.params, **state.model_state},
+                                    teacher, teacher_variables)
+            writer.write(done, {f"eval/{k}": v for k, v in metrics_eval.items() if isinstance(v, (int, float))})
+        saved = done % cfg.train.checkpoint_every == 0 or done == steps
+        if saved:
+            checkpoints.save(done, state, data, _metadata(cfg, stage, mesh, done))
+        if PREEMPTED.is_set() and done < steps:
+            if not saved:
+                checkpoints.save(done, state, data, _metadata(cfg, stage, mesh, done))
+            preempted = True
+            print(f"[{stage}] preempted: saved step {done}; rerun the same command to resume", file=sys.stderr)
+            break
+    checkpoints.close()
+    if preempted:
+        writer.close()
+        return {"preempted": True, "step": int(state.step), "checkpoint": str(checkpoints.directory)}
+
+    variables = {"params": state.params, **state.model_state}
+    metrics_test = evaluate(stage, cfg, mesh, model, variables, teacher, teacher_variables)
+    writer.write(steps, {f"test/{k}": v for k, v in metrics_test.items() if isinstance(v, (int, float))})
+    ckpt.save_variables(stage_dir / "final_variables", jax.device_get(variables))
+    plots = {}
+    if "confusion" in metrics_test and ev.plot_confusion(metrics_test["confusion"],
+                                                         getattr(train_source, "class_names", None),
+                                                         stage_dir / "confusion.png"):
+        plots["confusion"] = str(stage_dir / "confusion.png")
+    history = writer.history()
+    shown = [k for k in ("loss/total", "loss/sup", "loss/kd", "loss/vc", "loss/feat", "loss/sequence", "loss/frame",
+                         "train/top1", "train/teacher_top1") if any(k in rec for rec in history)]
+    if ev.plot_curves(history, stage_dir / "curves.png", keys=shown or None):
+        plots["curves"] = str(stage_dir / "curves.png")
+    writer.close()
+    print(f"[{stage}] test metrics:\n{ev.format_table(metrics_test)}", file=sys.stderr, flush=True)
+    result = {**{k: v for k, v in metrics_test.items() if k != "confusion"}, "confusion": metrics_test.get("confusion"),
+              "checkpoint": str(checkpoints.directory), "steps": steps, "plots": plots,
+              "seconds": time.perf_counter() - t_start, "preempted": False,
+              "final_train": pending}
+    if jax.process_index() == 0:
+        result_file.write_text(json.dumps(result, indent=1))
+    return result

@@ -1,0 +1,129 @@
+"""THE train steps: one `jax.jit` function per stage, state donated, explicit shardings, all losses in one graph.
+
+Teacher stage: the multi-modal teacher's forward and backward with the sequence loss and the frame loss (frame
+logits max-pooled over present views, frames labelled -1 = background ignored).
+Student stage: the frozen teacher's forward (no gradient) and the student's forward over all views, the method's
+`total_loss` (METHOD.md), gradients, the optimizer update.
+Both return per-term losses and diagnostics as metrics (device arrays; fetched by the loop at log points only).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from vicokd_jax import losses, methods, parallel
+from vicokd_jax.train.state import TrainState
+
+_MODEL_KEYS = ("rgb", "skeleton", "view_mask")
+
+
+def resample_frame_labels(frame_labels, length: int):
+    """Frame labels `[B, T]` (or `[B, T, C]`) -> the model's `length` token frames by nearest-frame sampling."""
+    t = frame_labels.shape[1]
+    idx = jnp.minimum(((jnp.arange(length) + 0.5) * t / length).astype(jnp.int32), t - 1)
+    return jnp.take(frame_labels, idx, axis=1)
+
+
+def teacher_loss(out: dict, batch: dict, frame_weight: float) -> tuple[jax.Array, dict]:
+    """Sequence loss (CE, or BCE for multi-hot `labels`) + frame_weight · frame loss, on every sample."""
+    multi = "labels" in batch
+    valid = batch.get("valid")
+    if multi:
+        seq, _ = losses.sigmoid_bce(out["logits"], batch["labels"], valid)
+    else:
+        seq, _ = losses.cross_entropy(out["logits"], batch["label"], valid)
+    metrics = {"loss/sequence": seq}
+    total = seq
+    if frame_weight and "frame_labels" in batch:
+        fused = methods.fuse_frame_logits(out["frame_logits"], batch["view_mask"])  # [B, L, C]
+        labels = resample_frame_labels(batch["frame_labels"], fused.shape[1])
+        if multi:
+            frame, _ = losses.sigmoid_bce(fused, labels)
+        else:
+            frame, _ = losses.cross_entropy(fused, jnp.maximum(labels, 0), labels >= 0)  # background ignored
+        metrics["loss/frame"] = frame
+        total = total + frame_weight * frame
+    metrics["loss/total"] = total
+    if not multi:
+        metrics["train/top1"] = jnp.mean(jnp.argmax(out["logits"], -1) == batch["label"]) * 100
+    return total, metrics
+
+
+def _teacher_inputs(batch: dict, modalities) -> tuple:
+    return batch["skeleton"], (batch["rgb"] if "rgb" in modalities else None), batch["view_mask"]
+
+
+def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedule: optax.Schedule, cfg, mesh,
+                    state_shardings: TrainState, teacher=None, teacher_shardings=None) -> Callable:
+    """-> `step(state, batch[, teacher_variables]) -> (state, metrics)`, jit-compiled once per batch structure.
+
+    `batch` holds global arrays (`parallel.global_batch`). Non-finite losses or gradients: the update is skipped
+    (the state keeps its parameters; `skipped` counts it) and metrics["nonfinite"] is 1; the loop raises or goes
+    on according to `train.on_nonfinite`.
+    """
+    modalities = tuple(cfg.model.teacher_modalities)
+
+    def forward_loss(params, state: TrainState, batch: dict, teacher_variables, dropout_key):
+        variables = {"params": params, **state.model_state}
+        mutable = list(state.model_state.keys())
+        rngs = {"dropout": dropout_key}
+        if stage == "teacher":
+            out, new_model_state = model.apply(variables, *_teacher_inputs(batch, modalities), train=True,
+                                               rngs=rngs, mutable=mutable)
+            loss, metrics = teacher_loss(out, batch, cfg.teacher.frame_loss_weight)
+        else:
+            teacher_out = teacher.apply(teacher_variables, *_teacher_inputs(batch, modalities), train=False)
+            teacher_out = jax.lax.stop_gradient(teacher_out)
+            out, new_model_state = model.apply(variables, batch["rgb"], batch["view_mask"], train=True, rngs=rngs,
+                                               mutable=mutable)
+            loss, metrics = methods.total_loss(out, teacher_out, batch, cfg.method)
+            if "label" in batch:
+                metrics["train/teacher_top1"] = jnp.mean(jnp.argmax(teacher_out["logits"], -1) == batch["label"]) * 100
+                metrics["train/top1"] = jnp.mean(jnp.argmax(out["logits"], -1) == batch["label"]) * 100
+        return loss, (metrics, dict(new_model_state))
+
+    def step(state: TrainState, batch: dict, teacher_variables=None):
+        key, dropout_key = jax.random.split(jax.random.wrap_key_data(state.rng))
+        grad_fn = jax.value_and_grad(forward_loss, has_aux=True)
+        (loss, (metrics, new_model_state)), grads = grad_fn(state.params, state, batch, teacher_variables,
+                                                            dropout_key)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
+                               model_state=keep(new_model_state, state.model_state),
+                               opt_state=keep(opt_state, state.opt_state), rng=jax.random.key_data(key),
+                               skipped=state.skipped + (~finite).astype(jnp.int32))
+        metrics = dict(metrics, grad_norm=grad_norm, lr=schedule(state.step), nonfinite=(~finite).astype(jnp.int32))
+        return new_state, metrics
+
+    batch_sh = parallel.batch_sharding(mesh)
+    rep = parallel.replicated(mesh)
+    if stage == "teacher":
+        return jax.jit(lambda s, b: step(s, b), donate_argnums=(0,), in_shardings=(state_shardings, batch_sh),
+                       out_shardings=(state_shardings, rep))
+    return jax.jit(step, donate_argnums=(0,), in_shardings=(state_shardings, batch_sh, teacher_shardings),
+                   out_shardings=(state_shardings, rep))
+
+
+def make_eval_step(stage: str, model, cfg, mesh, teacher=None) -> Callable:
+    """-> `eval(variables, batch[, teacher_variables]) -> outputs` (logits, view_logits, frame_logits[, teacher])."""
+    modalities = tuple(cfg.model.teacher_modalities)
+
+    def evaluate(variables, batch, teacher_variables=None):
+        if stage == "teacher":
+            out = model.apply(variables, *_teacher_inputs(batch, modalities), train=False)
+        else:
+            out = model.apply(variables, batch["rgb"], batch["view_mask"], train=False)
+        result = {k: out[k] for k in ("logits", "view_logits", "frame_logits")}
+        if teacher is not None:
+            result["teacher_logits"] = teacher.apply(teacher_variables, *_teacher_inputs(batch, modalities),
+                                                     train=False)["logits"]
+        return result
+
+    return jax.jit(evaluate, out_shardings=parallel.replicated(mesh))
