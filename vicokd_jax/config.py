@@ -38,6 +38,8 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         num_classes=12,
         multi_label=False,
         overlap="partial",          # SynthMV: partial | full
+        limb_radius=0.06,           # SynthMV: limb thickness in metres (RGB difficulty)
+        noise_std=6.0,              # SynthMV: sensor noise in uint8 levels
         num_train=2000,             # SynthMV split sizes
         num_test=400,
         labeled_fraction=0.1,       # share of training samples whose label the student may use
@@ -46,12 +48,13 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         test_split="test",
         temporal_sampling="random_crop",
         flip=False,                 # SynthMV has left/right-specific actions: no flips by default
-        num_workers=0,              # grain worker processes (0: in the main process)
+        num_workers=1,              # grain worker processes (0: in the main process); 1 overlaps SynthMV rendering
     ))
 
     # ---- model -----------------------------------------------------------------------------------------------
     cfg.model = ml_collections.ConfigDict(dict(
-        preset="micro",             # vicokd_jax.models.presets: micro | synth | vit_s16 | vit_b16 | vit_l16
+        preset="micro",             # vicokd_jax.models.presets: micro | micro_fine | synth | vit_s16 | vit_b16 | ...
+        student_preset="",          # the student's preset when it differs from the teacher's ("" = preset)
         layout="nturgb+d",          # skeleton graph of the teacher's ST-GCN
         dtype="float32",            # compute dtype (bfloat16 on accelerators); parameters stay float32
         teacher_modalities=("skeleton", "rgb"),
@@ -66,14 +69,14 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
     # ---- teacher stage ---------------------------------------------------------------------------------------
     cfg.teacher = ml_collections.ConfigDict(dict(
         checkpoint="",              # a run's workdir (or its teacher/ folder) to load when there is no teacher stage
-        steps=-1,                   # -1: train.steps
+        steps=300,                  # -1: train.steps
         lr=-1.0,                    # -1: train.lr
         frame_loss_weight=0.5,      # weight of the frame-level loss (frame logits max-pooled over views)
     ))
 
     # ---- optimisation and the loop (both stages) ------------------------------------------------------------
     cfg.train = ml_collections.ConfigDict(dict(
-        steps=600,
+        steps=400,                  # the demo (both stages) fits in 10 minutes on 2 CPU cores at these sizes
         batch_size=16,              # global batch
         seed=0,
         optimizer="adamw",          # adamw | sgd

@@ -3,6 +3,7 @@
 A preset fixes the encoders, the fused width D, the token length L and the clip size the student expects:
 
     micro     unit tests and smoke runs on 2 CPU cores       ViT 64-wide x2 blocks, 16 x 32^2 clips
+    micro_fine  micro with 4x4 patches (the demo's student)
     synth     SynthMV default (16 frames of 32^2)            ViT 128-wide x4 blocks, tubelet 2x4x4
     vit_s16   ViT-S/16, 16 x 224^2 (VideoMAE-S layout)       joint attention, tubelet 2x16x16, mean pooling
     vit_b16   ViT-B/16, 16 x 224^2 (VideoMAE-B layout)       ~86 M encoder parameters
@@ -41,6 +42,11 @@ class ModelPreset:
 PRESETS: dict[str, ModelPreset] = {
     "micro": ModelPreset(
         encoder=dict(hidden_size=64, depth=2, num_heads=2, mlp_dim=128, tubelet=(2, 8, 8), pooling="mean",
+                     posemb="sincos"),
+        stgcn_channels=(16, 32, 32), stgcn_strides=(1, 2, 2), width=64, token_frames=8, num_heads=2,
+        frames=16, image_size=32),
+    "micro_fine": ModelPreset(  # micro with 4x4 patches: small actors in 32^2 frames span several tokens
+        encoder=dict(hidden_size=64, depth=2, num_heads=2, mlp_dim=128, tubelet=(2, 4, 4), pooling="mean",
                      posemb="sincos"),
         stgcn_channels=(16, 32, 32), stgcn_strides=(1, 2, 2), width=64, token_frames=8, num_heads=2,
         frames=16, image_size=32),
@@ -116,6 +122,6 @@ def teacher_from_config(cfg) -> Teacher:
 def student_from_config(cfg) -> Student:
     """The student an experiment config describes, with the method's architecture switches (`cfg.method.student`)."""
     m, s = cfg.model, cfg.method.student
-    return build_student(m.preset, cfg.data.num_classes, dtype=_DTYPES[m.dtype], adapter=s.adapter, hint=s.hint,
+    return build_student(m.student_preset or m.preset, cfg.data.num_classes, dtype=_DTYPES[m.dtype], adapter=s.adapter, hint=s.hint,
                          per_view_weights=s.per_view_weights, num_views=cfg.data.num_views,
                          memory_tokens=m.memory_tokens, fusion_layers=m.fusion_layers, dropout=m.dropout)
