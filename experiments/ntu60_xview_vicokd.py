@@ -1,4 +1,4 @@
-"""ViCoKD on NTU RGB+D 60 cross-view (train on cameras 2, 3; test on camera 1) (3 Kinect views; skeleton+RGB teacher, RGB student), for your own copy.
+"""ViCoKD on NTU RGB+D 60 cross-view (train on cameras 2, 3; test on camera 1), for your own copy of NTU.
 
 Prepare the data once (see README, "Data"):
     python -m tools.prepare_data ntu_rgbd --config ntu60_xview_skeleton_rgb --manual_dir /data/ntu --data_dir /data/tfds
@@ -7,20 +7,8 @@ Then:
         --config.data.data_dir=/data/tfds
 `:smoke` runs the same configuration on SynthMV at smoke size (no NTU files needed).
 """
-from vicokd_jax import config
+from ntu60_common import ntu60_vicokd
 
 
 def get_config(arg=None):
-    cfg = config.default_config("vicokd")
-    cfg.name = "ntu60_xview_vicokd"
-    cfg.data.name, cfg.data.tfds_config = "ntu_rgbd", "ntu60_xview_skeleton_rgb"
-    cfg.data.num_views, cfg.data.num_classes = 3, 60
-    cfg.data.num_frames, cfg.data.image_size = 16, 112
-    cfg.model.preset, cfg.model.layout, cfg.model.dtype = "vit_s16", "nturgb+d", "bfloat16"
-    cfg.train.steps, cfg.train.batch_size, cfg.train.lr = 30000, 64, 5e-4
-    cfg.train.log_every, cfg.train.eval_every, cfg.train.checkpoint_every = 100, 2000, 1000
-    if arg == "smoke":  # the same settings on SynthMV, so the file is exercised without the dataset
-        cfg.data.name, cfg.data.tfds_config = "synth_mv", ""
-        cfg.data.num_classes, cfg.data.image_size = 12, 32
-        config.smoke(cfg)
-    return cfg
+    return ntu60_vicokd("xview", arg)

@@ -164,3 +164,12 @@ def test_config_errors_name_the_key():
         _cfg("data.labeled_fraction=1.5")
     with pytest.raises(ValueError, match="set config.teacher.checkpoint"):
         _cfg("stages=('student',)")
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "experiments").glob("*.py")
+                                        if p.stem != "ntu60_common"))
+def test_every_experiment_loads_and_has_a_smoke_variant(name):
+    path = REPO / "experiments" / f"{name}.py"
+    full, smoke = vk.config.from_file(str(path)), vk.config.from_file(f"{path}:smoke")
+    assert smoke.name.endswith("_smoke") and smoke.train.steps <= 20 and smoke.data.name == "synth_mv"
+    assert full.train.steps > smoke.train.steps

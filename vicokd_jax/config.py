@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import pathlib
+import sys
 
 import ml_collections
 
@@ -178,7 +179,12 @@ def from_file(spec: str, overrides=()) -> ml_collections.ConfigDict:
         raise FileNotFoundError(f"config file {file} not found (spec {spec!r})")
     module_spec = importlib.util.spec_from_file_location(f"vicokd_experiment_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    # Experiment files may import shared helpers from their own folder.
+    sys.path.insert(0, str(file.parent.absolute()))
+    try:
+        module_spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(file.parent.absolute()))
     if not hasattr(module, "get_config"):
         raise AttributeError(f"{file} defines no get_config(arg)")
     cfg = module.get_config(arg or None)
