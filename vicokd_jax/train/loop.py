@@ -175,10 +175,13 @@ def _pad_batch(batch: dict, size: int) -> dict:
 
 
 def evaluate(stage: str, cfg, mesh, model, variables, teacher=None, teacher_variables=None,
-             source=None) -> dict:
-    """The metrics of METHOD.md on the test split (`train/evaluate.py`), as a JSON-able dict."""
+             source=None, eval_fn=None) -> dict:
+    """The metrics of METHOD.md on the test split (`train/evaluate.py`), as a JSON-able dict.
+
+    Pass the stage's `eval_fn` (`step.make_eval_step`) when evaluating repeatedly, so it compiles once.
+    """
     source = source if source is not None else make_source(cfg, cfg.data.test_split)
-    eval_fn = step_lib.make_eval_step(stage, model, cfg, mesh, teacher)
+    eval_fn = eval_fn or step_lib.make_eval_step(stage, model, cfg, mesh, teacher)
     size = per_host_batch(cfg.train.eval_batch_size, mesh)
     acc = ev.EvalAccumulator(cfg.data.num_classes, multi_label=cfg.data.multi_label,
                              class_names=getattr(source, "class_names", None))
@@ -236,6 +239,8 @@ def train_stage(stage: str, cfg, workdir) -> dict:
                          if teacher_variables is not None else None)
     train_step = step_lib.make_train_step(stage, model, tx, schedule, cfg, mesh, shardings, teacher,
                                           teacher_shardings)
+    eval_fn = step_lib.make_eval_step(stage, model, cfg, mesh, teacher)
+    test_source = make_source(cfg, cfg.data.test_split)
 
     data = iter(pipeline.make_dataset(train_source, pipeline_config(cfg, True, per_host_batch(cfg.train.batch_size,
                                                                                                mesh))))
@@ -266,7 +271,7 @@ def train_stage(stage: str, cfg, workdir) -> dict:
             progress.update(done, pending)
         if cfg.train.eval_every and done % cfg.train.eval_every == 0 and done < steps:
             metrics_eval = evaluate(stage, cfg, mesh, model, {"params": state.params, **state.model_state},
-                                    teacher, teacher_variables)
+                                    teacher, teacher_variables, test_source, eval_fn)
             writer.write(done, {f"eval/{k}": v for k, v in metrics_eval.items() if isinstance(v, (int, float))})
         saved = done % cfg.train.checkpoint_every == 0 or done == steps
         if saved:
@@ -283,7 +288,8 @@ def train_stage(stage: str, cfg, workdir) -> dict:
         return {"preempted": True, "step": int(state.step), "checkpoint": str(checkpoints.directory)}
 
     variables = {"params": state.params, **state.model_state}
-    metrics_test = evaluate(stage, cfg, mesh, model, variables, teacher, teacher_variables)
+    metrics_test = evaluate(stage, cfg, mesh, model, variables, teacher, teacher_variables, test_source,
+                            eval_fn)
     writer.write(steps, {f"test/{k}": v for k, v in metrics_test.items() if isinstance(v, (int, float))})
     ckpt.save_variables(stage_dir / "final_variables", jax.device_get(variables))
     plots = {}
