@@ -13,19 +13,28 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 AXES = ("data", "fsdp")
+_DEVICE_DTYPES = {np.dtype(np.int64): np.int32, np.dtype(np.float64): np.float32}  # what the step expects
 BATCH = P(AXES)  # leading (batch) dimension split over every device
 
 
 def initialize_distributed() -> None:
     """`jax.distributed.initialize` when launched as several processes (a no-op for one process).
 
-    Detected from JAX's own environment (`JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`) or a
-    cluster JAX knows (SLURM, TPU pods): `jax.distributed.initialize()` with no arguments reads them.
+    Detected from `JAX_COORDINATOR_ADDRESS` (host:port of process 0) with `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`,
+    or from a cluster JAX knows (SLURM, TPU pods), whose environment `jax.distributed.initialize()` reads itself.
+    On CPU the processes' collectives go through gloo (JAX's default `jax_cpu_collectives_implementation`).
+    Must run before anything touches the devices.
     """
     if jax.distributed.is_initialized() if hasattr(jax.distributed, "is_initialized") else False:
         return
-    cluster = any(k in os.environ for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES"))
-    if cluster:
+    env = os.environ
+    if "JAX_COORDINATOR_ADDRESS" in env and "JAX_NUM_PROCESSES" in env:
+        missing = [k for k in ("JAX_PROCESS_ID",) if k not in env]
+        if missing:
+            raise ValueError(f"JAX_COORDINATOR_ADDRESS and JAX_NUM_PROCESSES are set but not {missing}")
+        jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], num_processes=int(env["JAX_NUM_PROCESSES"]),
+                                   process_id=int(env["JAX_PROCESS_ID"]))
+    elif any(k in env for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES")):
         jax.distributed.initialize()
 
 
@@ -87,9 +96,23 @@ def global_batch(host_batch: dict, mesh) -> dict:
         value = np.asarray(value)
         if value.dtype.kind not in "biuf":
             continue
-        if value.dtype == np.int64:
-            value = value.astype(np.int32)
-        elif value.dtype == np.float64:
-            value = value.astype(np.float32)
+        value = value.astype(_DEVICE_DTYPES.get(value.dtype, value.dtype))
         out[key] = jax.make_array_from_process_local_data(sharding, value)
+    return out
+
+
+def global_batch_from_full(batch: dict, mesh) -> dict:
+    """The same global batch held whole by every process -> global jax arrays split over the mesh.
+
+    Unlike `global_batch` (each process passes only its rows), every process passes all rows and each device takes
+    its slice: the global array equals `batch` row for row whatever the process count (used for evaluation).
+    """
+    sharding = batch_sharding(mesh)
+    out = {}
+    for key, value in batch.items():
+        value = np.asarray(value)
+        if value.dtype.kind not in "biuf":
+            continue
+        value = value.astype(_DEVICE_DTYPES.get(value.dtype, value.dtype))
+        out[key] = jax.make_array_from_callback(value.shape, sharding, lambda index, v=value: v[index])
     return out

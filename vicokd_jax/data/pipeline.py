@@ -2,16 +2,21 @@
 
     source (SynthMV, a TFDS ArrayRecord data source, ...)  examples of `vicokd_jax.data.schema`
       -> + global index and the deterministic `labeled` flag (data.labeled_fraction)
-      -> per-process shard (every `shard_count`-th example)
       -> seeded shuffle, a new order each epoch          (training)
       -> repeat                                          (training: forever)
+      -> per-process shard                               (evaluation: every `shard_count`-th example)
       -> temporal sampling: uniform or random crop to `num_frames`
       -> spatial: random square crop + resize (training) or centre crop + resize; optional flip applied to all
          views and mirrored into the skeleton (x -> -x, left/right joints swapped)
       -> normalisation: skeletons centred per view on the mean tracked spine joint; RGB stays uint8 (the models
          normalise it: four times fewer bytes to move)
       -> per-host batch (drop remainder in training)
+      -> per-process shard                               (training: every `shard_count`-th per-host batch)
       -> worker processes (`num_workers > 0`)
+
+Training shards whole per-host batches of one global order: global batch k is the concatenation of per-host
+batches k·P .. k·P+P-1 (P processes), i.e. the same examples, augmented the same way, as the k-th batch of a
+single process with P times the batch size. So the number of processes does not change what is trained on.
 
 The iterator is checkpointable: `it.get_state()` / `it.set_state(state)` resume exactly (the random transforms
 are seeded by the element index, not by the iteration history).
@@ -141,9 +146,24 @@ def center_skeleton(skeleton: np.ndarray) -> np.ndarray:
     return np.where(tracked[..., None], skeleton - centre[:, None, None, None], 0.0).astype(np.float32)
 
 
+def _check_frames(example: dict) -> None:
+    """Every time-indexed key has the T of `human_score` [V, T], T >= 1: else an error naming the example and key."""
+    where = example.get("id", "?")
+    where = where.decode() if isinstance(where, bytes) else where
+    score = np.shape(example["human_score"])
+    if len(score) != 2 or score[1] < 1:
+        raise ValueError(f"example {where!r}: human_score has shape {score}; expected [V, T] with T >= 1 frames")
+    for key, axis in schema.TIME_AXIS.items():
+        shape = np.shape(example[key]) if key in example else None
+        if shape is not None and (len(shape) <= axis or shape[axis] != score[1]):
+            raise ValueError(f"example {where!r}: {key} has shape {shape}; expected T={score[1]} frames on axis "
+                             f"{axis} (the length of human_score): views/modalities of different lengths")
+
+
 def transform_example(example: dict, cfg: PipelineConfig, rng: np.random.Generator | None) -> dict:
     """One example of the schema -> a fixed-size example (T = num_frames, square RGB)."""
     out = {k: v for k, v in example.items()}
+    _check_frames(example)
     total = np.shape(example["human_score"])[1]
     idx = frame_indices(total, cfg.num_frames, cfg.temporal_sampling if cfg.training else "uniform", rng)
     for key, axis in schema.TIME_AXIS.items():
@@ -228,13 +248,16 @@ def make_dataset(source: Any, cfg: PipelineConfig) -> grain.IterDataset:
 
         shard_index, shard_count = jax.process_index(), jax.process_count()
     ds = grain.MapDataset.source(AnnotatedSource(source, labeled_mask(n, cfg.labeled_fraction, cfg.labeled_seed)))
-    ds = ds[shard_index::shard_count]
-    if cfg.training:
-        ds = ds.shuffle(seed=cfg.seed).repeat(None).random_map(_Transform(cfg), seed=cfg.seed + 1)
-    else:
-        ds = ds.map(_EvalTransform(cfg))
     drop = cfg.training if cfg.drop_remainder is None else cfg.drop_remainder
-    ds = ds.batch(cfg.batch_size, drop_remainder=drop, batch_fn=stack_examples)
+    if cfg.training:
+        # NOTE: shuffled, augmented (seeded by global position) and batched before sharding, so P processes see
+        # exactly the global batches of one process (see the module docstring). Grain is lazy: a process only
+        # reads and transforms the examples of its own batches.
+        ds = ds.shuffle(seed=cfg.seed).repeat(None).random_map(_Transform(cfg), seed=cfg.seed + 1)
+        ds = ds.batch(cfg.batch_size, drop_remainder=drop, batch_fn=stack_examples)[shard_index::shard_count]
+    else:
+        ds = ds[shard_index::shard_count].map(_EvalTransform(cfg))
+        ds = ds.batch(cfg.batch_size, drop_remainder=drop, batch_fn=stack_examples)
     iter_ds = ds.to_iter_dataset()
     if cfg.num_workers > 0:
         # NOTE: grain's worker processes read absl flags; outside `absl.app.run` nobody has parsed them.

@@ -7,8 +7,10 @@ SIGTERM (preemption) makes the loop save a checkpoint and return `preempted=True
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
 import pathlib
 import sys
 import threading
@@ -112,6 +114,10 @@ class MetricWriter:
     def __init__(self, directory: pathlib.Path):
         self.jsonl = directory / "metrics.jsonl"
         self.tb = None
+        # NOTE: every process computes the same (replicated) metrics; one writes them.
+        self.enabled = jax.process_index() == 0
+        if not self.enabled:
+            return
         try:
             from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
@@ -120,6 +126,8 @@ class MetricWriter:
             logging.info("tensorboard not installed: metrics go to %s only", self.jsonl)
 
     def write(self, step: int, scalars: dict) -> None:
+        if not self.enabled:
+            return
         record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
         with self.jsonl.open("a") as f:
             f.write(json.dumps(record) + "\n")
@@ -134,6 +142,31 @@ class MetricWriter:
         if not self.jsonl.exists():
             return []
         return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+
+    def truncate(self, step: int) -> None:
+        """Keep the records of steps <= `step` (no test/ results): what a run resumed from `step` had written.
+
+        A run killed after its last checkpoint may have logged later steps (or half a line); the resumed run
+        logs them again, so metrics.jsonl ends up equal to an uninterrupted run's.
+        """
+        if not self.enabled or not self.jsonl.exists():
+            return
+        kept = []
+        for line in self.jsonl.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by a kill
+                continue
+            if record.get("step", 0) <= step and not any(k.startswith("test/") for k in record):
+                kept.append(line + "\n")
+        _write_atomic(self.jsonl, "".join(kept))
+
+    def last_train_record(self, step: int) -> dict:
+        """The training metrics logged at `step` (a resumed, already finished stage reports them again)."""
+        for record in reversed(self.history()):
+            if record.get("step") == step and "loss/total" in record:
+                return {k: v for k, v in record.items() if k != "step"}
+        return {}
 
     def close(self) -> None:
         if self.tb is not None:
@@ -182,15 +215,20 @@ def evaluate(stage: str, cfg, mesh, model, variables, teacher=None, teacher_vari
     """
     source = source if source is not None else make_source(cfg, cfg.data.test_split)
     eval_fn = eval_fn or step_lib.make_eval_step(stage, model, cfg, mesh, teacher)
-    size = per_host_batch(cfg.train.eval_batch_size, mesh)
+    size = cfg.train.eval_batch_size
+    per_host_batch(size, mesh)  # checks that the devices divide it
     acc = ev.EvalAccumulator(cfg.data.num_classes, multi_label=cfg.data.multi_label,
                              class_names=getattr(source, "class_names", None))
-    for host_batch in pipeline.make_dataset(source, pipeline_config(cfg, False, size)):
-        host_batch = _pad_batch(host_batch, size)
-        batch = parallel.global_batch(host_batch, mesh)
+    # NOTE: every process reads the whole (small) test split in the same order and builds the same global batches:
+    # the same number of steps on every process (no collective left waiting) and the replicated outputs line up
+    # with the labels each process holds.
+    config = dataclasses.replace(pipeline_config(cfg, False, size), shard_index=0, shard_count=1)
+    for full_batch in pipeline.make_dataset(source, config):
+        full_batch = _pad_batch(full_batch, size)
+        batch = parallel.global_batch_from_full(full_batch, mesh)
         args = (variables, batch) + ((teacher_variables,) if teacher is not None else ())
         outputs = jax.device_get(eval_fn(*args))
-        acc.add({k: np.asarray(v) for k, v in outputs.items()}, host_batch)
+        acc.add({k: np.asarray(v) for k, v in outputs.items()}, full_batch)
     return acc.result()
 
 
@@ -251,21 +289,24 @@ def train_stage(stage: str, cfg, workdir) -> dict:
         print(f"[{stage}] resumed from step {int(state.step)} ({checkpoints.directory})", file=sys.stderr)
     writer = MetricWriter(stage_dir)
     start = int(state.step)
+    writer.truncate(start)  # records a killed run wrote after its last checkpoint are written again below
     progress = Progress(stage, steps, start, cfg.train.batch_size)
     extra = (teacher_variables,) if stage == "student" else ()
     preempted = False
-    pending: dict[str, Any] = {}
+    pending: dict[str, Any] = writer.last_train_record(steps) if start == steps else {}
+    first_bad = None  # device-side record of the first skipped (non-finite) update: no host sync per step
     for step in range(start, steps):
         batch = parallel.global_batch(next(data), mesh)
         state, metrics = train_step(state, batch, *extra)
         done = step + 1
-        if done % cfg.train.log_every == 0 or done == steps:
+        first_bad = _record_first_nonfinite(first_bad, metrics, done)
+        log_point = done % cfg.train.log_every == 0 or done == steps
+        saved = done % cfg.train.checkpoint_every == 0 or done == steps
+        if cfg.train.on_nonfinite == "raise" and (log_point or saved or PREEMPTED.is_set()):
+            _raise_if_nonfinite(stage, first_bad, checkpoints)  # before a checkpoint could save past it
+        if log_point:
             pending = {k: float(v) for k, v in jax.device_get(metrics).items()}  # the only host sync
-            if pending.pop("nonfinite", 0) and cfg.train.on_nonfinite == "raise":
-                checkpoints.close()
-                raise NonFiniteLossError(f"[{stage}] non-finite loss or gradient by step {done}: "
-                                         f"{ {k: v for k, v in pending.items() if not np.isfinite(v)} }; "
-                                         f"the last checkpoint in {checkpoints.directory} is intact")
+            pending.pop("nonfinite", None)
             pending["skipped"] = float(state.skipped)
             writer.write(done, pending)
             progress.update(done, pending)
@@ -273,7 +314,6 @@ def train_stage(stage: str, cfg, workdir) -> dict:
             metrics_eval = evaluate(stage, cfg, mesh, model, {"params": state.params, **state.model_state},
                                     teacher, teacher_variables, test_source, eval_fn)
             writer.write(done, {f"eval/{k}": v for k, v in metrics_eval.items() if isinstance(v, (int, float))})
-        saved = done % cfg.train.checkpoint_every == 0 or done == steps
         if saved:
             checkpoints.save(done, state, data, _metadata(cfg, stage, mesh, done))
         if PREEMPTED.is_set() and done < steps:
@@ -309,5 +349,48 @@ def train_stage(stage: str, cfg, workdir) -> dict:
               "seconds": time.perf_counter() - t_start, "preempted": False,
               "final_train": pending}
     if jax.process_index() == 0:
-        result_file.write_text(json.dumps(result, indent=1))
+        _write_atomic(result_file, json.dumps(result, indent=1))
     return result
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Failure handling
+# ------------------------------------------------------------------------------------------------------------
+@jax.jit
+def _record_first_nonfinite(record, metrics: dict, done):
+    """{"step", "metrics"} of the first update whose loss or gradient was non-finite (step -1: none yet).
+
+    Runs on device after every step (asynchronous), so the loop can name the exact step and loss term at its next
+    log point without fetching the metrics of every step.
+    """
+    if record is None:
+        record = {"step": jnp.asarray(-1, jnp.int32), "metrics": jax.tree.map(jnp.zeros_like, metrics)}
+    first = (record["step"] < 0) & (metrics["nonfinite"] > 0)
+    new = {"step": jnp.asarray(done, jnp.int32), "metrics": metrics}
+    return jax.tree.map(lambda a, b: jnp.where(first, a, b), new, record)
+
+
+def _raise_if_nonfinite(stage: str, record, checkpoints: ckpt.StageCheckpointer) -> None:
+    """NonFiniteLossError naming the first non-finite step and term(s), once the newest checkpoint is on disk."""
+    record = jax.device_get(record)
+    step = int(record["step"])
+    if step < 0:
+        return
+    values = {k: float(v) for k, v in record["metrics"].items() if k != "nonfinite"}
+    bad = sorted(k for k, v in values.items() if not np.isfinite(v))
+    terms = [k for k in bad if k not in ("loss/total", "grad_norm")] or bad
+    checkpoints.close()  # finish writing the last good checkpoint
+    latest = checkpoints.latest_step()
+    kept = (f"the last checkpoint, step {latest} ({checkpoints.step_path(latest)}), is intact" if latest is not None
+            else f"no checkpoint was written yet in {checkpoints.directory}")
+    what = "gradient (every loss term finite)" if terms == ["grad_norm"] else "loss"
+    raise NonFiniteLossError(f"[{stage}] non-finite {what} at step {step}: {', '.join(terms)} went non-finite "
+                             f"({ {k: values[k] for k in bad} }); the update was not applied and {kept}. "
+                             "Set train.on_nonfinite='skip' to skip such updates and go on.")
+
+
+def _write_atomic(path: pathlib.Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file + rename: a killed process never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
