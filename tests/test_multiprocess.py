@@ -1,5 +1,6 @@
 """Real multi-process training (issue 9): two CPU processes joined by `jax.distributed.initialize` (loopback
-coordinator, gloo collectives) against one process with the same global device count and global batch.
+coordinator, gloo collectives) against one process with the same global device count and global batch: the
+smoke experiment end to end (teacher, student, export).
 
 Each process runs the ordinary CLI; `vicokd_jax.parallel.initialize_distributed` reads JAX_COORDINATOR_ADDRESS,
 JAX_NUM_PROCESSES and JAX_PROCESS_ID.
@@ -24,10 +25,9 @@ from vicokd_jax.train.state import abstract_with_shardings, create_state, make_o
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "experiments" / "synth_vicokd.py") + ":smoke"
-# The smoke teacher stage, skeleton stream only (the quickest to compile), every step logged.
-OVERRIDES = ["stages=('teacher',)", "model.teacher_modalities=('skeleton',)", "data.num_train=32",
-             "data.num_test=16", "teacher.steps=4", "train.log_every=1", "train.checkpoint_every=2",
-             "train.batch_size=8", "train.eval_batch_size=16"]
+# The smoke experiment (teacher, student, export) at tiny sizes, every step logged.
+OVERRIDES = ["data.num_train=32", "data.num_test=16", "teacher.steps=4", "train.steps=4", "train.log_every=1",
+             "train.checkpoint_every=2", "train.batch_size=8", "train.eval_batch_size=16"]
 DEVICES_PER_PROCESS = 2  # the pair: 2 x 2 CPU devices; the single process: 4
 
 
@@ -51,8 +51,8 @@ def _command(workdir) -> list:
         [f"--config.{o}" for o in OVERRIDES]
 
 
-def _train_records(workdir) -> list[dict]:
-    lines = (workdir / "teacher" / "metrics.jsonl").read_text().splitlines()
+def _train_records(workdir, stage: str) -> list[dict]:
+    lines = (workdir / stage / "metrics.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if "loss/total" in r]
 
 
@@ -86,15 +86,24 @@ def test_two_processes_train_with_the_losses_of_one(runs):
     pair, single = runs
     meta = json.loads(next((pair / "teacher" / "checkpoints").glob("*/meta/metadata")).read_text())
     assert meta["process_count"] == 2  # really two processes
-    got, expected = _train_records(pair), _train_records(single)
-    assert [r["step"] for r in got] == [r["step"] for r in expected] == [1, 2, 3, 4]
-    for a, b in zip(got, expected):
-        for key in ("loss/total", "loss/sequence", "loss/frame", "grad_norm"):
-            np.testing.assert_allclose(a[key], b[key], rtol=2e-5, err_msg=f"step {a['step']} {key}")
-    pair_result = json.loads((pair / "teacher" / "result.json").read_text())
-    single_result = json.loads((single / "teacher" / "result.json").read_text())
-    assert pair_result["num_examples"] == single_result["num_examples"] == 16  # every test example, once
-    np.testing.assert_allclose(pair_result["top1"], single_result["top1"])
+    # NOTE: the student's feature-matching loss sums teacher and student tokens in another order with 2 processes
+    # (measured 5e-5 relative at step 1), so the student stage gets a wider float32 tolerance.
+    for stage, rtol in (("teacher", 2e-5), ("student", 2e-4)):
+        got, expected = _train_records(pair, stage), _train_records(single, stage)
+        assert [r["step"] for r in got] == [r["step"] for r in expected] == [1, 2, 3, 4]
+        for a, b in zip(got, expected):
+            losses = [k for k in b if k.startswith("loss/")]
+            assert "loss/total" in losses and sorted(losses) == sorted(k for k in a if k.startswith("loss/"))
+            for key in losses + ["grad_norm"]:
+                np.testing.assert_allclose(a[key], b[key], rtol=rtol, err_msg=f"{stage} step {a['step']} {key}")
+        pair_result = json.loads((pair / stage / "result.json").read_text())
+        single_result = json.loads((single / stage / "result.json").read_text())
+        assert pair_result["num_examples"] == single_result["num_examples"] == 16  # every test example, once
+        np.testing.assert_allclose(pair_result["top1"], single_result["top1"])
+    # Process 0 exported the student (it restores the final variables without the other process).
+    summary = json.loads((pair / "summary.json").read_text())
+    assert summary["export"] == str(pair / "export")
+    assert vk.export.load(pair / "export") is not None
 
 
 @pytest.mark.slow

@@ -196,6 +196,7 @@ def _poison_step(monkeypatch, bad_call: int):
 NONFINITE = SKELETON_TEACHER + ["teacher.steps=6", "train.log_every=3", "train.checkpoint_every=3"]
 
 
+@pytest.mark.slow  # trains a smoke teacher (about a minute); keeps the default suite under 10 minutes
 def test_nonfinite_loss_raises_naming_the_exact_step_and_term(tmp_path, monkeypatch):
     cfg = vk.config.from_file(SMOKE, NONFINITE)
     _poison_step(monkeypatch, bad_call=5)  # step 5; the next log point is step 6
@@ -212,6 +213,7 @@ def test_nonfinite_loss_raises_naming_the_exact_step_and_term(tmp_path, monkeypa
     assert ckpt.StageCheckpointer(checkpoints).latest_step() == 3
 
 
+@pytest.mark.slow  # trains a smoke teacher (about a minute); keeps the default suite under 10 minutes
 def test_nonfinite_loss_skip_skips_the_update_and_counts_it(tmp_path, monkeypatch):
     cfg = vk.config.from_file(SMOKE, NONFINITE + ["train.on_nonfinite=skip"])
     _poison_step(monkeypatch, bad_call=2)

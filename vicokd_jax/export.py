@@ -462,7 +462,8 @@ def export(workdir_or_checkpoint, out_dir=None) -> pathlib.Path:
     example = loop.example_batch(source, cfg)
     student = presets.student_from_config(cfg)
     abstract = jax.eval_shape(lambda: student.init(jax.random.key(0), example["rgb"], example["view_mask"]))
-    variables = jax.device_get(ckpt.load_variables(workdir / "student" / "final_variables", abstract))
+    variables = jax.device_get(ckpt.load_variables(workdir / "student" / "final_variables", abstract,
+                                                    local=True))  # launch.run exports on process 0 only
     input_spec = {"rgb": {"shape": list(example["rgb"].shape[1:]), "dtype": "uint8"},
                   "view_mask": {"shape": list(example["view_mask"].shape[1:]), "dtype": "bool"}}
     config = {"experiment": cfg.to_dict(), "class_names": list(getattr(source, "class_names", []) or [])}

@@ -129,10 +129,17 @@ def save_variables(path, variables: dict) -> None:
     checkpointer.wait_until_finished()
 
 
-def load_variables(path, abstract_variables) -> dict:
-    """Read what `save_variables` wrote, onto the shardings of `abstract_variables` (ShapeDtypeStructs)."""
+def load_variables(path, abstract_variables, local: bool = False) -> dict:
+    """Read what `save_variables` wrote, onto the shardings of `abstract_variables` (ShapeDtypeStructs).
+
+    `local=True` restores in the calling process alone. Orbax otherwise syncs all processes at barriers, which
+    deadlocks code that only one process runs (the export after a multi-process run)."""
     path = pathlib.Path(path).absolute()
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: no trained teacher there (run the teacher stage, or point "
                                 "config.teacher.checkpoint at a workdir whose teacher stage finished)")
-    return ocp.StandardCheckpointer().restore(path, abstract_variables)
+    options = ocp.options.MultiprocessingOptions()
+    if local:
+        me = jax.process_index()
+        options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.StandardCheckpointer(multiprocessing_options=options).restore(path, abstract_variables)
