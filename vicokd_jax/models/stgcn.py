@@ -11,14 +11,30 @@ names differ, which `vicokd_jax.convert.stgcn` maps):
 
 Input `[N, M, T, J, C]` (batch, persons, frames, joints, xyz). `data_bn` normalises each (joint, channel) over
 persons and frames ("VC", the default of both references) or each (person, joint, channel) ("MVC", pyskl option).
+
+Performance (numbers: `python -m tools.benchmark stgcn-vs-torch`, docs/PERFORMANCE.md). The parameters are those
+of `nn.Dense` / `nn.Conv` (same names, shapes and initialisers, so converters and checkpoints are unaffected),
+but the computation is arranged for channels-last without activation transposes:
+
+* graph convolution, aggregation first: `z[w, k, :] = sum_v A[k, v, w] x[v, :]` as one batched matmul per frame,
+  then a single matmul over (k, C_in). Same FLOPs as conv-then-aggregate when C_in == C_out, fewer when C_in <
+  C_out, and every contraction is over a minor dimension (conv-then-aggregate made XLA transpose the K*C_out wide
+  activations forwards and backwards).
+* temporal convolution with a custom VJP: the input gradient is a plain stride-1 convolution (for strided
+  layers the output gradient is zero-stuffed first, instead of XLA's lhs-dilated convolution, which the CPU
+  backend runs on a slow generic path), and the kernel gradient is one matmul per tap instead of a convolution
+  whose window spans the whole clip.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import chex
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 from vicokd_jax.models.graph import get_graph
 
@@ -29,6 +45,83 @@ DEFAULT_STRIDES = (1, 1, 1, 1, 2, 1, 1, 2, 1, 1)
 # PyTorch BatchNorm: momentum 0.1 on the new statistic == flax momentum 0.9 on the running one; eps 1e-5.
 _BN_MOMENTUM = 0.9
 _BN_EPS = 1e-5
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Compute kernels (pure functions; parameters are created by the modules below)
+# ------------------------------------------------------------------------------------------------------------
+def graph_conv(x, adjacency, kernel, bias):
+    """Spatial graph convolution, aggregation first: `x [B, T, V, C_in] -> [B, T, W, C_out]`.
+
+    Equal to `einsum("btvkc,kvw->btwc", (x @ kernel + bias).reshape(B, T, V, K, C_out), adjacency)` with
+    `kernel [C_in, K*C_out]` (index k*C_out + c), `bias [K*C_out]`, `adjacency [K, V, W]`.
+    """
+    b, t, v, c_in = x.shape
+    k, _, w = adjacency.shape
+    c_out = kernel.shape[-1] // k
+    # z[bt, (w, k), i] = sum_v A[k, v, w] x[bt, v, i]: a batch of [W*K, V] @ [V, C_in] products (no transposes).
+    a = jnp.broadcast_to(adjacency.transpose(2, 0, 1).reshape(w * k, v), (b * t, w * k, v))
+    z = lax.dot_general(a, x.reshape(b * t, v, c_in), (((2,), (1,)), ((0,), (0,))))
+    kernel_kic = kernel.reshape(c_in, k, c_out).transpose(1, 0, 2).reshape(k * c_in, c_out)
+    y = (z.reshape(b * t * w, k * c_in) @ kernel_kic).reshape(b, t, w, c_out)
+    # The per-partition bias, aggregated: sum_k (sum_v A[k, v, w]) bias[k, c].
+    return y + jnp.einsum("kw,kc->wc", adjacency.sum(1), bias.reshape(k, c_out))
+
+
+def _tconv(x, kernel, stride: int):
+    """'Same'-padded temporal convolution: `x [B, T, V, C_in]`, kernel `[kt, 1, C_in, C_out]`."""
+    pad = (kernel.shape[0] - 1) // 2
+    return lax.conv_general_dilated(x, kernel, (stride, 1), ((pad, pad), (0, 0)),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def temporal_conv(x, kernel, stride: int):
+    """`x [B, T, V, C_in]`, kernel `[kt, 1, C_in, C_out]` -> `[B, ceil(T / stride), V, C_out]` ('same' padding)."""
+    return _tconv(x, kernel, stride)
+
+
+def _temporal_conv_fwd(x, kernel, stride):
+    return _tconv(x, kernel, stride), (x, kernel)
+
+
+def _temporal_conv_bwd(stride, residuals, dy):
+    x, kernel = residuals
+    kt = kernel.shape[0]
+    pad = (kt - 1) // 2
+    t, t_out = x.shape[1], dy.shape[1]
+    # Input gradient: a stride-1 'same' convolution of dy (zero-stuffed to T frames when strided) with the
+    # time-flipped, in/out-swapped kernel.
+    if stride > 1:
+        span = stride * (t_out - 1) + 1
+        dy_full = lax.pad(dy, jnp.zeros((), dy.dtype), ((0, 0, 0), (0, t - span, stride - 1), (0, 0, 0), (0, 0, 0)))
+    else:
+        dy_full = dy
+    dx = _tconv(dy_full, jnp.flip(kernel, 0).transpose(0, 1, 3, 2), 1)
+    # Kernel gradient: dW[k] = sum over (b, t', v) of x[b, s t' + k - pad, v, :]^T dy[b, t', v, :], one matmul per
+    # tap. NOTE: XLA:CPU computes the autodiff version as a convolution whose window spans the whole clip, at a
+    # third of the forward's speed from 128 channels on; the whole ST-GCN step is ~10% faster with matmuls for
+    # every layer (docs/PERFORMANCE.md).
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0)))
+    dkernel = jnp.stack([jnp.einsum("btvi,btvo->io", xp[:, k:k + stride * (t_out - 1) + 1:stride], dy)
+                         for k in range(kt)])[:, None]
+    return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+temporal_conv.defvjp(_temporal_conv_fwd, _temporal_conv_bwd)
+
+
+class _Weights(nn.Module):
+    """The `kernel` and `bias` of an `nn.Dense` / `nn.Conv` (same names, shapes, initialisers), uncomputed."""
+
+    kernel_shape: tuple[int, ...]
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), self.kernel_shape, self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.kernel_shape[-1],), self.param_dtype)
+        return kernel, bias
 
 
 class STGCNBlock(nn.Module):
@@ -69,16 +162,15 @@ class STGCNBlock(nn.Module):
         if self.edge_importance:
             importance = self.param("edge_importance", nn.initializers.ones, adjacency.shape, self.param_dtype)
             adjacency = adjacency * importance
-        y = nn.Dense(k * self.features, dtype=self.dtype, param_dtype=self.param_dtype, name="gcn_conv")(x)
-        y = y.reshape(batch, frames, joints, k, self.features)
-        y = jnp.einsum("btvkc,kvw->btwc", y, adjacency.astype(y.dtype))
+        kernel, bias = _Weights((in_features, k * self.features), self.param_dtype, name="gcn_conv")()
+        y = graph_conv(x.astype(self.dtype), adjacency.astype(self.dtype), kernel.astype(self.dtype),
+                       bias.astype(self.dtype))
         y = nn.relu(norm("gcn_bn")(y))
 
         # Temporal convolution over frames (kernel 9x1, 'same' padding, stride s).
-        pad = (self.temporal_kernel - 1) // 2
-        y = nn.Conv(self.features, kernel_size=(self.temporal_kernel, 1), strides=(self.stride, 1),
-                    padding=((pad, pad), (0, 0)), dtype=self.dtype, param_dtype=self.param_dtype,
-                    name="tcn_conv")(y)
+        kernel, bias = _Weights((self.temporal_kernel, 1, self.features, self.features), self.param_dtype,
+                                name="tcn_conv")()
+        y = temporal_conv(y, kernel.astype(self.dtype), self.stride) + bias.astype(self.dtype)
         y = norm("tcn_bn")(y)
         y = nn.Dropout(self.dropout, deterministic=not train)(y)
         return nn.relu(y + res)

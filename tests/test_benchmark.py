@@ -1,0 +1,83 @@
+"""tools/benchmark.py: every mode runs at tiny sizes and reports numbers that mean what they say.
+
+These are smoke tests of the measurement, not performance claims (those come from the tool's output).
+"""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tools import benchmark
+
+
+def test_interleaved_medians_alternates_calls_and_takes_medians():
+    calls = []
+    med = benchmark.interleaved_medians({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, reps=3,
+                                        warmup=1)
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then strictly alternating
+    assert set(med) == {"a", "b"} and all(v >= 0 for v in med.values())
+
+
+def test_collectives_counted_in_sharded_hlo():
+    from vicokd_jax import parallel
+
+    mesh = parallel.make_mesh(data=-1)
+    x = jax.ShapeDtypeStruct((8, 16), jnp.float32, sharding=parallel.batch_sharding(mesh))
+    hlo = jax.jit(lambda a: a.sum(), out_shardings=parallel.replicated(mesh)).lower(x).compile().as_text()
+    counts = benchmark.count_collectives(hlo)
+    assert counts["all-reduce"] >= 1 and counts["all-gather"] == 0
+    assert benchmark.count_collectives("%r = f32[2] add(%a, %b)") == dict.fromkeys(benchmark.COLLECTIVES, 0)
+
+
+def test_per_device_bytes_follows_shard_shapes():
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from vicokd_jax import parallel
+
+    mesh = parallel.make_mesh(data=1, fsdp=-1)  # 8 fake devices on the fsdp axis
+    tree = {"w": jax.ShapeDtypeStruct((64, 32), jnp.float32), "b": jax.ShapeDtypeStruct((32,), jnp.bfloat16)}
+    shardings = {"w": NamedSharding(mesh, P("fsdp", None)), "b": NamedSharding(mesh, P())}
+    assert benchmark.per_device_bytes(tree, shardings) == 64 * 32 * 4 // 8 + 32 * 2
+
+
+def test_step_mode_reports_throughput_flops_and_memory(tmp_path):
+    out = tmp_path / "step.json"
+    assert benchmark.main(["--json", str(out), "step", "--preset", "micro", "--batch", "8", "--frames", "8",
+                           "--which", "student", "--steps", "1", "--peak-tflops", "1"]) == 0
+    (r,) = json.loads(out.read_text())
+    assert r["kind"] == "student" and r["devices"] == 8
+    assert r["clips_per_s"] > 0 and r["compile_s"] > 0
+    assert r["flops"] > 1e6  # a forward + backward of a real model, per device
+    assert 0 < r["mfu"] < 1 and r["memory"]["peak"] >= r["memory"]["argument"] > 0
+
+
+def test_data_mode_measures_the_pipeline(tmp_path):
+    out = tmp_path / "data.json"
+    assert benchmark.main(["--json", str(out), "data", "--no-step", "--workers", "0", "--examples", "16",
+                           "--batch", "8"]) == 0
+    r = json.loads(out.read_text())
+    assert r["generate"] > 0 and r["pipeline_0"] > 0
+
+
+def test_stgcn_vs_torch_runs_both_and_prints_the_ratio(capsys):
+    pytest.importorskip("torch")
+    assert benchmark.main(["stgcn-vs-torch", "--batch", "2", "--persons", "1", "--frames", "8", "--reps", "1",
+                           "--threads", "1", "--channels", "8", "16", "--strides", "1", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "speed-up jax/torch = " in text and "GFLOP/step" in text
+
+
+def test_scaling_mode_fsdp_shards_state_and_adds_collectives(tmp_path):
+    """A subprocess with 8 fake devices compiles the micro student stage for DP and FSDP (nothing runs)."""
+    out = tmp_path / "scaling.json"
+    assert benchmark.main(["--json", str(out), "scaling", "--presets", "micro", "--devices", "8", "--views", "2",
+                           "--frames", "8", "--fsdp-min-size", "1024", "--dtype", "float32"]) == 0
+    dp, fsdp = json.loads(out.read_text())
+    assert (dp["layout"], fsdp["layout"], dp["devices"]) == ("dp", "fsdp", 8)
+    assert (dp["params_bytes"], dp["opt_bytes"]) == (dp["params_full_bytes"], dp["opt_full_bytes"])  # replicated
+    assert fsdp["params_bytes"] + fsdp["opt_bytes"] < 0.5 * (dp["params_bytes"] + dp["opt_bytes"])
+    assert dp["collectives"]["all-reduce"] >= 1  # gradient reduction
+    assert fsdp["collectives"]["all-gather"] >= 1  # parameters gathered for the forward
+    np.testing.assert_array_less(0, [dp["compile_s"], fsdp["compile_s"]])
