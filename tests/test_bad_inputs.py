@@ -152,30 +152,6 @@ def test_annotations_unknown_class_name(tmp_path):
     assert "known classes (16)" in message and "UsePhone" in message
 
 
-def test_views_of_different_lengths(tmp_path):
-    from test_multisensor_home import write_video
-
-    write_video(tmp_path / URLS["video_url_1"], 20, 1)  # 2 s
-    write_video(tmp_path / URLS["video_url_2"], 60, 2)  # 6 s
-    record = msh.parse_record({**URLS, "video_url_3": None, "video_url_4": None, "video_url_5": None,
-                               "tricks": []}, CLASSES, "train.json record 0")
-    with pytest.raises(ValueError) as info:
-        msh.load_views(tmp_path, record, fps=2.5, height=6, width=8, max_view_skew_s=1.0)
-    message = str(info.value)
-    assert "train.json record 0 (01/00-Part1): views have different lengths" in message
-    assert "01/00-View1-Part1.mp4: 5 frames" in message and "01/00-View2-Part1.mp4: 15 frames" in message
-
-
-def test_every_view_file_missing(tmp_path):
-    record = msh.parse_record(GOOD, CLASSES, "test.json record 3")
-    with pytest.raises(FileNotFoundError, match=r"test\.json record 3 \(01/00-Part1\): no view file exists: "
-                                                r".*01/00-View1-Part1\.mp4"):
-        msh.load_views(tmp_path, record, fps=2.5, height=6, width=8)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Examples entering the pipeline
-# ------------------------------------------------------------------------------------------------------------
 def _example(frames=8, rgb_frames=None) -> dict:
     v = 2
     return {"id": "sample-7", "human_score": np.ones((v, frames), np.float32), "view_mask": np.ones(v, bool),

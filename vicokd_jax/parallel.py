@@ -91,14 +91,8 @@ def global_batch(host_batch: dict, mesh) -> dict:
     Every process passes its own rows; `jax.make_array_from_process_local_data` assembles the global batch.
     """
     sharding = batch_sharding(mesh)
-    out = {}
-    for key, value in host_batch.items():
-        value = np.asarray(value)
-        if value.dtype.kind not in "biuf":
-            continue
-        value = value.astype(_DEVICE_DTYPES.get(value.dtype, value.dtype))
-        out[key] = jax.make_array_from_process_local_data(sharding, value)
-    return out
+    return {key: jax.make_array_from_process_local_data(sharding, value)
+            for key, value in _numeric_arrays(host_batch).items()}
 
 
 def global_batch_from_full(batch: dict, mesh) -> dict:
@@ -108,11 +102,15 @@ def global_batch_from_full(batch: dict, mesh) -> dict:
     its slice: the global array equals `batch` row for row whatever the process count (used for evaluation).
     """
     sharding = batch_sharding(mesh)
+    return {key: jax.make_array_from_callback(value.shape, sharding, lambda index, v=value: v[index])
+            for key, value in _numeric_arrays(batch).items()}
+
+
+def _numeric_arrays(batch: dict) -> dict:
+    """The numeric entries of a numpy batch in their device dtypes (string keys such as `id` dropped)."""
     out = {}
     for key, value in batch.items():
         value = np.asarray(value)
-        if value.dtype.kind not in "biuf":
-            continue
-        value = value.astype(_DEVICE_DTYPES.get(value.dtype, value.dtype))
-        out[key] = jax.make_array_from_callback(value.shape, sharding, lambda index, v=value: v[index])
+        if value.dtype.kind in "biuf":
+            out[key] = value.astype(_DEVICE_DTYPES.get(value.dtype, value.dtype))
     return out
