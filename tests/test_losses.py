@@ -50,6 +50,28 @@ def test_sigmoid_bce_hand_value():
     assert float(L.sigmoid_bce(logits, targets)[0]) == pytest.approx(expected, rel=1e-6)
 
 
+def test_visible_fraction_counts_detected_frames_and_zeroes_absent_views():
+    score = jnp.array([[[0.9, 0.1, 0.5, 0.2], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]])
+    frac = L.visible_fraction(score, jnp.array([[True, True, False]]), score_threshold=0.5)
+    np.testing.assert_allclose(frac, [[0.5, 0.0, 0.0]])  # 0.5 counts as seen; view 2 is absent
+
+
+def test_view_supervision_is_the_visibility_weighted_mean_of_per_view_ce():
+    logits = jnp.array([[[2.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 9.0, 0.0]]])  # [B=1, V=3, C=3]
+    weights = jnp.array([[1.0, 0.25, 0.0]])                                 # view 2 never sees the person
+    ce = [np.log(np.e**2 + 2) - 2, np.log(3)]
+    loss, aux = L.view_supervision(logits, jnp.array([0]), weights)
+    assert float(loss) == pytest.approx((1.0 * ce[0] + 0.25 * ce[1]) / 1.25, rel=1e-6)
+    assert float(aux["weight"]) == pytest.approx(1.25)
+    grads = jax.grad(lambda z: L.view_supervision(z, jnp.array([0]), weights)[0])(logits)
+    assert not np.any(np.asarray(grads[0, 2])) and np.all(np.isfinite(np.asarray(grads)))
+    # Multi-hot targets: BCE, mean over classes, same weighting; no weight at all gives exactly 0.
+    bce = L.view_supervision(logits, jnp.array([[1.0, 0.0, 0.0]]), weights)[0]
+    expected = [np.mean([np.log1p(np.exp(-2.0)), np.log(2), np.log(2)]), np.log(2)]
+    assert float(bce) == pytest.approx((expected[0] + 0.25 * expected[1]) / 1.25, rel=1e-6)
+    assert float(L.view_supervision(logits, jnp.array([0]), jnp.zeros((1, 3)))[0]) == 0.0
+
+
 # ---------------------------------------------------------------------------------------------------- KD
 @pytest.mark.parametrize("tau", [1.0, 4.0])
 def test_kd_kl_is_tau2_kl_teacher_student(tau):

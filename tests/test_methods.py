@@ -13,16 +13,17 @@ B, V, LEN, C, D, T = 4, 3, 4, 5, 8, 8
 DEPENDS = {
     "teacher.logits": {"kd", "dkd", "pl"},
     "teacher.frame_logits": {"kd"},
+    "teacher.view_logits": {"kd"},
     "teacher.skeleton_tokens": {"feat:adapter"},
     "teacher.rgb_tokens": {"feat:hint"},
     "student.logits": {"sup", "kd", "dkd", "pl"},
-    "student.view_logits": {"vc", "mv"},
+    "student.view_logits": {"view", "kd", "vc", "mv"},
     "student.frame_logits": {"kd"},
     "student.view_tokens": {"con"},
     "student.skeleton_tokens": {"feat:adapter"},
     "student.rgb_tokens": {"feat:hint"},
-    "batch.label": {"sup", "dkd"},
-    "batch.human_score": {"vc", "feat:adapter", "feat:hint"},
+    "batch.label": {"sup", "view", "dkd"},
+    "batch.human_score": {"view", "kd", "vc", "feat:adapter", "feat:hint"},
 }
 
 
@@ -31,7 +32,7 @@ def make_inputs(seed=0):
     f = lambda *shape: jnp.asarray(rng.standard_normal(shape), jnp.float32)  # noqa: E731
     student = dict(logits=f(B, C), view_logits=f(B, V, C), frame_logits=f(B, V, LEN, C), view_tokens=f(B, V, D),
                    skeleton_tokens=f(B, V, LEN, D), rgb_tokens=f(B, V, LEN, D))
-    teacher = dict(logits=8 * f(B, C), frame_logits=f(B, V, LEN, C), skeleton_tokens=f(B, V, LEN, D),
+    teacher = dict(logits=8 * f(B, C), view_logits=f(B, V, C), frame_logits=f(B, V, LEN, C), skeleton_tokens=f(B, V, LEN, D),
                    rgb_tokens=f(B, V, LEN, D))
     score = np.full((B, V, T), 0.9, np.float32)
     score[1, 2, :] = 0.1  # one view never sees the person
@@ -106,7 +107,12 @@ def test_terms_match_the_loss_functions():
     kd_seq = float(L.kd_kl(student["logits"], teacher["logits"], 4.0).mean())
     kd_frames = float(L.kd_kl(M.fuse_frame_logits(student["frame_logits"], batch["view_mask"]),
                               M.fuse_frame_logits(teacher["frame_logits"], batch["view_mask"]), 4.0).mean())
-    assert float(m["loss/kd"]) == pytest.approx(kd_seq + kd_frames, rel=1e-6)
+    visible = np.asarray(L.visible_fraction(batch["human_score"], batch["view_mask"]))
+    per_view_kd = np.asarray(L.kd_kl(student["view_logits"], teacher["view_logits"], 4.0))
+    kd_views = float((visible * per_view_kd).sum() / visible.sum())
+    assert float(m["loss/kd"]) == pytest.approx(kd_seq + kd_frames + kd_views, rel=1e-5)
+    view = L.view_supervision(student["view_logits"], batch["label"], visible * np.asarray(batch["labeled"])[:, None])
+    assert float(m["loss/view"]) == pytest.approx(float(view[0]), rel=1e-6)
     vc = L.view_consistency(student["view_logits"], batch["human_score"], batch["view_mask"])[0]
     assert float(m["loss/vc"]) == pytest.approx(float(vc), rel=1e-6)
     pl = L.pseudo_label(student["logits"], teacher["logits"], 0.9, ~batch["labeled"])[0]

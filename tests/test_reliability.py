@@ -185,9 +185,9 @@ def _poison_step(monkeypatch, bad_call: int):
         poison = np.full(len(batch["label"]), np.nan if calls["n"] == bad_call else 0.0, np.float32)
         return original_batch(dict(batch, poison=poison), mesh)
 
-    def poisoned_loss(out, batch, frame_weight):
+    def poisoned_loss(out, batch, *args):
         out = dict(out, frame_logits=out["frame_logits"] + jnp.mean(batch["poison"]))
-        return original_loss(out, batch, frame_weight)
+        return original_loss(out, batch, *args)
 
     monkeypatch.setattr(parallel, "global_batch", poisoned_batch)
     monkeypatch.setattr(step_lib, "teacher_loss", poisoned_loss)

@@ -73,6 +73,8 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         steps=300,                  # -1: train.steps
         lr=-1.0,                    # -1: train.lr
         frame_loss_weight=0.5,      # weight of the frame-level loss (frame logits max-pooled over views)
+        view_loss_weight=0.5,       # weight of the per-view loss (each view head vs the label, visibility-weighted)
+        view_score_threshold=0.5,   # human_score at or above which a view sees the person in a frame
     ))
 
     # ---- optimisation and the loop (both stages) ------------------------------------------------------------

@@ -1,10 +1,18 @@
 """Method presets (METHOD.md, "Methods") and the student objective `total_loss` that the train step calls.
 
-    L = λ_sup·L_sup + λ_kd·L_kd + λ_dkd·L_dkd + λ_feat·L_feat + λ_pl·L_pl + λ_vc·L_vc + λ_mv·L_mv + λ_con·L_con
+    L = λ_sup·L_sup + λ_view·L_view + λ_kd·L_kd + λ_dkd·L_dkd + λ_feat·L_feat + λ_pl·L_pl + λ_vc·L_vc
+        + λ_mv·L_mv + λ_con·L_con
+
+`L_view` is ours, not METHOD.md's: every view head against the sequence label on labeled samples, weighted by
+the share of frames where that view sees the person (`losses.view_supervision`). Without it the RGB encoder gets
+its gradient only through view fusion, and with the action visible in one or two of four views it never starts
+learning (issue 6: the student stayed at chance). Likewise `L_kd` adds, with `kd.view_weight`, the KL from the
+teacher's view logits to the student's, weighted the same way, on all samples. Set `weights.view=0` and
+`kd.view_weight=0` for METHOD.md's objective exactly.
 
 | method        | terms                       | student                                 |
 |---------------|-----------------------------|-----------------------------------------|
-| student_only  | sup                         | shared weights, no adapter              |
+| student_only  | sup (+ view on all presets) | shared weights, no adapter              |
 | kd            | sup + kd                    |                                         |
 | dkd           | sup + dkd                   |                                         |
 | fitnet        | sup + kd + feat (hint)      | FitNets hint regressor                  |
@@ -23,21 +31,21 @@ import ml_collections
 
 from vicokd_jax import losses
 
-TERMS = ("sup", "kd", "dkd", "feat", "pl", "vc", "mv", "con")
+TERMS = ("sup", "view", "kd", "dkd", "feat", "pl", "vc", "mv", "con")
 
 METHOD_TERMS = {
-    "student_only": ("sup",),
-    "kd": ("sup", "kd"),
-    "dkd": ("sup", "dkd"),
-    "fitnet": ("sup", "kd", "feat"),
-    "mskd": ("sup", "kd", "pl", "mv", "con"),
-    "vicokd": ("sup", "kd", "feat", "vc"),
-    "vicokd_semi": ("sup", "kd", "feat", "vc", "pl"),
+    "student_only": ("sup", "view"),
+    "kd": ("sup", "view", "kd"),
+    "dkd": ("sup", "view", "dkd"),
+    "fitnet": ("sup", "view", "kd", "feat"),
+    "mskd": ("sup", "view", "kd", "pl", "mv", "con"),
+    "vicokd": ("sup", "view", "kd", "feat", "vc"),
+    "vicokd_semi": ("sup", "view", "kd", "feat", "vc", "pl"),
 }
 METHODS = tuple(METHOD_TERMS)
 
 # Default weight of each term when a preset switches it on.
-_DEFAULT_WEIGHTS = dict(sup=1.0, kd=1.0, dkd=1.0, feat=1.0, pl=1.0, vc=1.0, mv=1.0, con=0.1)
+_DEFAULT_WEIGHTS = dict(sup=1.0, view=1.0, kd=1.0, dkd=1.0, feat=1.0, pl=1.0, vc=1.0, mv=1.0, con=0.1)
 
 ABLATIONS = {
     "no_adapter": {"weights.feat": 0.0, "student.adapter": False},
@@ -57,7 +65,9 @@ def method_config(name: str, ablation: str | None = None) -> ml_collections.Conf
         name=name,
         ablation=ablation or "",
         weights={t: (_DEFAULT_WEIGHTS[t] if t in terms else 0.0) for t in TERMS},
-        kd=dict(temperature=4.0, frame_weight=1.0),
+        # Per-view supervision and view-level KD: weight of a view = share of its frames with human_score >= this.
+        view=dict(score_threshold=0.5),
+        kd=dict(temperature=4.0, frame_weight=1.0, view_weight=1.0),
         dkd=dict(alpha=1.0, beta=8.0, temperature=4.0),
         # "adapter": cos(W·a, teacher skeleton tokens) (ViCoKD); "hint": MSE to teacher RGB tokens (FitNets).
         feat=dict(kind="hint" if name == "fitnet" else "adapter", score_threshold=0.5),
@@ -123,6 +133,9 @@ def total_loss(student_out: dict, teacher_out: dict, batch: dict, cfg) -> tuple[
     b = s_logits.shape[0]
     labeled = batch.get("labeled", jnp.ones((b,), bool))
     terms, metrics = {}, {}
+    visible = None
+    if w.view or (w.kd and cfg.kd.view_weight):
+        visible = losses.visible_fraction(batch["human_score"], view_mask, cfg.view.score_threshold)  # [B, V]
 
     if w.sup:
         if multi_label:
@@ -130,6 +143,12 @@ def total_loss(student_out: dict, teacher_out: dict, batch: dict, cfg) -> tuple[
         else:
             terms["sup"], _ = losses.cross_entropy(s_logits, batch["label"], labeled)
         metrics["sup/labeled_fraction"] = labeled.mean()
+
+    if w.view:
+        target = batch["labels"] if multi_label else batch["label"]
+        terms["view"], aux = losses.view_supervision(student_out["view_logits"], target,
+                                                     visible * labeled[:, None])
+        metrics["view/weight"] = aux["weight"]
 
     if w.kd:
         t_logits = _need(teacher_out, "logits", "teacher", cfg, "a teacher forward is required")
@@ -140,6 +159,11 @@ def total_loss(student_out: dict, teacher_out: dict, batch: dict, cfg) -> tuple[
                     fuse_frame_logits(teacher_out["frame_logits"], view_mask), tau).mean()
         terms["kd"] = sequence + cfg.kd.frame_weight * frames
         metrics["kd/sequence"], metrics["kd/frames"] = sequence, frames
+        if cfg.kd.view_weight:
+            t_views = _need(teacher_out, "view_logits", "teacher", cfg, "the teacher's view heads")
+            views, _ = losses.weighted_mean(kd(student_out["view_logits"], t_views, tau), visible)
+            terms["kd"] = terms["kd"] + cfg.kd.view_weight * views
+            metrics["kd/views"] = views
 
     if w.dkd:
         if multi_label:

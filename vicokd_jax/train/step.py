@@ -27,8 +27,11 @@ def resample_frame_labels(frame_labels, length: int):
     return jnp.take(frame_labels, idx, axis=1)
 
 
-def teacher_loss(out: dict, batch: dict, frame_weight: float) -> tuple[jax.Array, dict]:
-    """Sequence loss (CE, or BCE for multi-hot `labels`) + frame_weight · frame loss, on every sample."""
+def teacher_loss(out: dict, batch: dict, frame_weight: float, view_weight: float = 0.0,
+                 score_threshold: float = 0.5) -> tuple[jax.Array, dict]:
+    """Sequence loss (CE, or BCE for multi-hot `labels`) + frame_weight · frame loss + view_weight · view loss
+    (each view's logits against the sequence label, weighted by the share of frames where the view sees the
+    person: `losses.view_supervision`), on every sample."""
     multi = "labels" in batch
     valid = batch.get("valid")
     if multi:
@@ -46,6 +49,13 @@ def teacher_loss(out: dict, batch: dict, frame_weight: float) -> tuple[jax.Array
             frame, _ = losses.cross_entropy(fused, jnp.maximum(labels, 0), labels >= 0)  # background ignored
         metrics["loss/frame"] = frame
         total = total + frame_weight * frame
+    if view_weight:
+        weights = losses.visible_fraction(batch["human_score"], batch["view_mask"], score_threshold)
+        if valid is not None:
+            weights = weights * valid[:, None]
+        view, _ = losses.view_supervision(out["view_logits"], batch["labels"] if multi else batch["label"], weights)
+        metrics["loss/view"] = view
+        total = total + view_weight * view
     metrics["loss/total"] = total
     if not multi:
         metrics["train/top1"] = jnp.mean(jnp.argmax(out["logits"], -1) == batch["label"]) * 100
@@ -73,7 +83,8 @@ def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedul
         if stage == "teacher":
             out, new_model_state = model.apply(variables, *_teacher_inputs(batch, modalities), train=True,
                                                rngs=rngs, mutable=mutable)
-            loss, metrics = teacher_loss(out, batch, cfg.teacher.frame_loss_weight)
+            loss, metrics = teacher_loss(out, batch, cfg.teacher.frame_loss_weight, cfg.teacher.view_loss_weight,
+                                         cfg.teacher.view_score_threshold)
         else:
             teacher_out = teacher.apply(teacher_variables, *_teacher_inputs(batch, modalities), train=False)
             teacher_out = jax.lax.stop_gradient(teacher_out)

@@ -1,0 +1,375 @@
+"""A resumable study over methods, ablations, label fractions, overlap settings and seeds on SynthMV.
+
+Python:
+    from experiments import sweep
+    specs = sweep.grid(methods=("kd", "vicokd"), seeds=(0, 1, 2), fractions=(0.1, 1.0))
+    rows = sweep.run_sweep(specs, "runs/study")          # trains each teacher once, skips finished runs
+    sweep.write_report(rows, "runs/study")               # results.md, results.csv, plots
+
+CLI:
+    python -m experiments.sweep --root runs/study --grid study          # the study of docs/RESULTS.md
+    python -m experiments.sweep --root runs/s --methods kd vicokd --seeds 0 1 --fractions 0.1 \\
+        --override train.steps=200
+    python -m experiments.sweep --root runs/study --report-only         # rebuild the tables from summaries
+
+Layout of `root`: `teachers/<modalities>_<overlap>/` (one teacher per data setting, shared by every student of
+that setting), `runs/<run name>/` (one student run each, with its own summary.json), and the report files. A run
+whose summary.json exists is not redone; an interrupted run resumes from its checkpoints (vicokd_jax.launch).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import itertools
+import json
+import math
+import pathlib
+import sys
+import time
+
+from vicokd_jax import config as config_lib
+from vicokd_jax import methods
+
+STUDENT_METHODS = ("student_only", "kd", "dkd", "fitnet", "mskd", "vicokd", "vicokd_semi")
+TEACHER_MODALITIES = {"skeleton": ("skeleton",), "skeleton_rgb": ("skeleton", "rgb")}
+# The teacher that students distil from (ViCoKD's multi-modal teacher).
+STUDENT_TEACHER = "skeleton_rgb"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One student run: a method (with an optional ViCoKD ablation) in one data setting with one seed."""
+
+    method: str
+    seed: int = 0
+    labeled_fraction: float = 0.1
+    overlap: str = "partial"
+    ablation: str = ""
+
+    def __post_init__(self):
+        methods.method_config(self.method, self.ablation or None)  # raises for unknown names
+        if self.overlap not in ("partial", "full"):
+            raise ValueError(f"RunSpec.overlap must be 'partial' or 'full', got {self.overlap!r}")
+        if not 0.0 < self.labeled_fraction <= 1.0:
+            raise ValueError(f"RunSpec.labeled_fraction must be in (0, 1], got {self.labeled_fraction}")
+
+    @property
+    def variant(self) -> str:
+        return f"{self.method}/{self.ablation}" if self.ablation else self.method
+
+    @property
+    def group(self) -> str:
+        """The name shared by the seeds of one setting (a row of the results table)."""
+        return f"{self.variant.replace('/', '-')}_lf{self.labeled_fraction:g}_{self.overlap}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.group}_s{self.seed}"
+
+
+def grid(methods=STUDENT_METHODS, seeds=(0,), fractions=(0.1,), overlaps=("partial",), ablations=()) -> list:
+    """The product of methods × fractions × overlaps × seeds, plus ViCoKD ablations over the same settings."""
+    specs = [RunSpec(m, s, f, o) for m, f, o, s in itertools.product(methods, fractions, overlaps, seeds)]
+    specs += [RunSpec("vicokd", s, f, o, a) for a, f, o, s in itertools.product(ablations, fractions, overlaps, seeds)]
+    return specs
+
+
+def study_grid(seeds=(0, 1, 2)) -> list:
+    """The study of docs/RESULTS.md (issue 7), deduplicated, in the order it is run (the 10%-label, partial-overlap
+    comparison first, so an interrupted study already answers the main question)."""
+    specs = grid(STUDENT_METHODS, seeds, (0.1,), ("partial",))
+    specs += grid((), seeds, (0.1,), ("partial",), tuple(methods.ABLATIONS))
+    specs += grid(("student_only", "kd", "mskd", "vicokd", "vicokd_semi"), seeds, (0.5, 1.0), ("partial",))
+    specs += grid(("student_only", "kd", "vicokd"), seeds, (0.1,), ("full",))
+    specs += grid((), seeds, (0.1,), ("full",), ("no_vc",))
+    return list(dict.fromkeys(specs))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Configs
+# ------------------------------------------------------------------------------------------------------------
+def _apply(cfg, overrides):
+    for override in overrides:
+        config_lib.apply_override(cfg, override)
+    return cfg
+
+
+def teacher_config(modalities: str, overlap: str, overrides=()):
+    """The teacher-only config of one data setting."""
+    cfg = config_lib.default_config("vicokd")
+    cfg.name = f"synth_teacher_{modalities}_{overlap}"
+    cfg.stages = ("teacher",)
+    cfg.model.teacher_modalities = TEACHER_MODALITIES[modalities]
+    cfg.data.overlap = overlap
+    _apply(cfg, overrides)
+    config_lib.validate(cfg)
+    return cfg
+
+
+def student_config(spec: RunSpec, teacher_dir, overrides=()):
+    """The student-only config of `spec`, distilling from the finished teacher in `teacher_dir`."""
+    cfg = config_lib.default_config(spec.method)
+    with cfg.unlocked():
+        cfg.method = methods.method_config(spec.method, spec.ablation or None)
+    cfg.name = f"synth_{spec.name}"
+    cfg.stages = ("student",)
+    cfg.teacher.checkpoint = str(teacher_dir)
+    cfg.model.teacher_modalities = TEACHER_MODALITIES[STUDENT_TEACHER]
+    cfg.data.overlap = spec.overlap
+    cfg.data.labeled_fraction = spec.labeled_fraction
+    cfg.data.labeled_seed = spec.seed
+    cfg.train.seed = spec.seed
+    _apply(cfg, overrides)
+    config_lib.validate(cfg)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Running
+# ------------------------------------------------------------------------------------------------------------
+def _read_summary(workdir: pathlib.Path):
+    path = workdir / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return None if summary.get("preempted") else summary
+
+
+def _launch(cfg, workdir: pathlib.Path, log) -> dict:
+    from vicokd_jax import launch
+
+    summary = _read_summary(workdir)
+    if summary is not None:
+        log(f"[sweep] {workdir.name}: done earlier, reusing {workdir / 'summary.json'}")
+        return summary
+    log(f"[sweep] {workdir.name}: running in {workdir}")
+    t0 = time.perf_counter()
+    result = dict(launch.run(cfg, workdir))
+    if result.get("preempted"):
+        raise KeyboardInterrupt(f"preempted during {workdir}; rerun the same command to resume")
+    log(f"[sweep] {workdir.name}: finished in {time.perf_counter() - t0:.0f} s")
+    return result
+
+
+def ensure_teacher(root, modalities: str, overlap: str, overrides=(), log=print) -> pathlib.Path:
+    """Train the teacher of one data setting once (reused by every later call) and return its workdir."""
+    workdir = pathlib.Path(root) / "teachers" / f"{modalities}_{overlap}"
+    _launch(teacher_config(modalities, overlap, overrides), workdir, log)
+    return workdir
+
+
+def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), log=print) -> list:
+    """Run every spec (skipping those with a summary) and return one result row per spec.
+
+    `overrides` (`"train.steps=200"`, ...) apply to teachers and students alike. `teachers` lists the teacher
+    modalities to train and report per overlap setting; students always distil from STUDENT_TEACHER's.
+    """
+    root = pathlib.Path(root)
+    specs = list(specs)
+    for i, spec in enumerate(specs):
+        if spec in specs[:i]:
+            raise ValueError(f"run {spec.name} appears twice in the sweep")
+    rows = []
+    for overlap in dict.fromkeys(s.overlap for s in specs):
+        for modalities in dict.fromkeys((*teachers, STUDENT_TEACHER)):
+            ensure_teacher(root, modalities, overlap, overrides, log)
+    for i, spec in enumerate(specs):
+        log(f"[sweep] run {i + 1}/{len(specs)}: {spec.name}")
+        teacher_dir = root / "teachers" / f"{STUDENT_TEACHER}_{spec.overlap}"
+        summary = _launch(student_config(spec, teacher_dir, overrides), root / "runs" / spec.name, log)
+        rows.append(student_row(spec, summary))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Results
+# ------------------------------------------------------------------------------------------------------------
+def student_row(spec: RunSpec, summary: dict) -> dict:
+    student = summary["student"]
+    return dict(run=spec.name, group=spec.group, method=spec.variant, seed=spec.seed,
+                labeled_fraction=spec.labeled_fraction, overlap=spec.overlap, top1=student["top1"],
+                mean_view_top1=student.get("mean_view_top1"),
+                mean_view_top1_visible=student.get("mean_view_top1_visible"),
+                per_view_top1_visible=student.get("per_view_top1_visible"),
+                agreement=student.get("agreement"), seconds=student.get("seconds"))
+
+
+def teacher_rows(root) -> list:
+    rows = []
+    for workdir in sorted((pathlib.Path(root) / "teachers").glob("*")):
+        summary = _read_summary(workdir)
+        if summary and "teacher" in summary:
+            t = summary["teacher"]
+            rows.append(dict(teacher=workdir.name, top1=t["top1"], mean_view_top1_visible=t.get(
+                "mean_view_top1_visible"), seconds=t.get("seconds")))
+    return rows
+
+
+def collect(root) -> list:
+    """The rows of every finished student run under `root` (for `--report-only`)."""
+    rows = []
+    for workdir in sorted((pathlib.Path(root) / "runs").glob("*")):
+        summary, cfg_path = _read_summary(workdir), workdir / "config.json"
+        if summary is None or "student" not in summary or not cfg_path.is_file():
+            continue
+        cfg = json.loads(cfg_path.read_text())
+        spec = RunSpec(cfg["method"]["name"], cfg["train"]["seed"], cfg["data"]["labeled_fraction"],
+                       cfg["data"]["overlap"], cfg["method"]["ablation"])
+        rows.append(student_row(spec, summary))
+    return rows
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = [float(v) for v in values]
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def aggregate(rows) -> list:
+    """One row per group (method × fraction × overlap): mean ± std over seeds of each metric."""
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault(row["group"], []).append(row)
+    out = []
+    for group, members in groups.items():
+        first = members[0]
+        agg = dict(group=group, method=first["method"], labeled_fraction=first["labeled_fraction"],
+                   overlap=first["overlap"], seeds=len(members))
+        for key in ("top1", "mean_view_top1_visible", "agreement"):
+            values = [m[key] for m in members if m.get(key) is not None]
+            if values:
+                agg[key], agg[f"{key}_std"] = mean_std(values)
+        out.append(agg)
+    return out
+
+
+def markdown_table(aggregated, teachers=()) -> str:
+    lines = []
+    if teachers:
+        lines += ["| teacher | top-1 | mean visible-view top-1 |", "|---|---:|---:|"]
+        lines += [f"| {t['teacher']} | {t['top1']:.2f} | {t.get('mean_view_top1_visible') or float('nan'):.2f} |"
+                  for t in teachers]
+        lines.append("")
+    lines += ["| method | labels | overlap | seeds | top-1 (mean ± std) | visible-view top-1 | agreement |",
+              "|---|---:|---|---:|---:|---:|---:|"]
+    for a in aggregated:
+        vis = (f"{a['mean_view_top1_visible']:.2f} ± {a['mean_view_top1_visible_std']:.2f}"
+               if "mean_view_top1_visible" in a else "–")
+        agree = f"{a['agreement']:.2f}" if "agreement" in a else "–"
+        lines.append(f"| {a['method']} | {a['labeled_fraction']:g} | {a['overlap']} | {a['seeds']} | "
+                     f"{a['top1']:.2f} ± {a['top1_std']:.2f} | {vis} | {agree} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(rows, root) -> dict:
+    """results.md (teachers + mean ± std table), results.csv (one line per run) and plots under `root`."""
+    root = pathlib.Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    aggregated = aggregate(rows)
+    (root / "results.md").write_text(markdown_table(aggregated, teacher_rows(root)))
+    fields = ["run", "group", "method", "seed", "labeled_fraction", "overlap", "top1", "mean_view_top1",
+              "mean_view_top1_visible", "agreement", "seconds"]
+    with open(root / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    paths = {"markdown": root / "results.md", "csv": root / "results.csv"}
+    if rows:
+        paths.update(_plots(rows, aggregated, root))
+    return paths
+
+
+def _plots(rows, aggregated, root: pathlib.Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = {}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in dict.fromkeys(a["method"] for a in aggregated):
+        points = sorted((a["labeled_fraction"], a["top1"], a["top1_std"]) for a in aggregated
+                        if a["method"] == method and a["overlap"] == "partial")
+        if len(points) > 1:
+            x, y, e = zip(*points)
+            ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=method)
+    if ax.lines:
+        ax.set(xscale="log", xlabel="labelled fraction", ylabel="test top-1 (%)",
+               title="SynthMV (partial overlap): accuracy vs labels")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths["accuracy_vs_fraction"] = root / "accuracy_vs_fraction.png"
+        fig.savefig(paths["accuracy_vs_fraction"], dpi=120)
+    plt.close(fig)
+
+    per_view = [r for r in rows if r.get("per_view_top1_visible") and r["labeled_fraction"] == 0.1]
+    if per_view:
+        groups = list(dict.fromkeys(r["group"] for r in per_view))
+        num_views = len(per_view[0]["per_view_top1_visible"])
+        fig, ax = plt.subplots(figsize=(max(6, len(groups) * 0.6), 4))
+        width = 0.8 / num_views
+        for v in range(num_views):
+            means = [mean_std([r["per_view_top1_visible"][v] for r in per_view if r["group"] == g])[0]
+                     for g in groups]
+            ax.bar([i + v * width for i in range(len(groups))], means, width, label=f"view {v}")
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))], groups, rotation=60, ha="right",
+                      fontsize=6)
+        ax.set(ylabel="top-1 where the person is visible (%)", title="Per-view accuracy (10% labels)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths["per_view"] = root / "per_view.png"
+        fig.savefig(paths["per_view"], dpi=120)
+        plt.close(fig)
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------------------------
+def _parse(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", required=True, help="folder of teachers, runs and the report")
+    p.add_argument("--grid", choices=("study", "custom"), default="custom",
+                   help="study: the full grid of docs/RESULTS.md; custom: the product of the options below")
+    p.add_argument("--methods", nargs="+", default=list(STUDENT_METHODS), choices=STUDENT_METHODS)
+    p.add_argument("--ablations", nargs="*", default=[], choices=tuple(methods.ABLATIONS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--fractions", nargs="+", type=float, default=[0.1])
+    p.add_argument("--overlaps", nargs="+", default=["partial"], choices=("partial", "full"))
+    p.add_argument("--teachers", nargs="+", default=list(TEACHER_MODALITIES), choices=tuple(TEACHER_MODALITIES),
+                   help="teacher modalities to train and report (students use skeleton_rgb)")
+    p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides for every run, e.g. train.steps=200 data.num_train=1000")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (config.smoke) for a quick check")
+    p.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
+    return p.parse_args(argv)
+
+
+SMOKE_OVERRIDES = ("model.preset=micro", "data.num_train=64", "data.num_test=32", "data.num_frames=8",
+                   "data.num_workers=0", "train.steps=6", "teacher.steps=6", "train.batch_size=8",
+                   "train.eval_batch_size=16", "train.warmup_steps=2", "train.log_every=3",
+                   "train.checkpoint_every=6")
+
+
+def main(argv=None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    overrides = (*(SMOKE_OVERRIDES if args.smoke else ()), *args.override)
+    if args.report_only:
+        rows = collect(args.root)
+    else:
+        specs = (study_grid(tuple(args.seeds)) if args.grid == "study" else
+                 grid(args.methods, args.seeds, args.fractions, args.overlaps, args.ablations))
+        print(f"[sweep] {len(specs)} student runs in {args.root}", file=sys.stderr)
+        rows = run_sweep(specs, args.root, overrides, tuple(args.teachers),
+                         log=lambda m: print(m, file=sys.stderr, flush=True))
+    paths = write_report(rows, args.root)
+    print((pathlib.Path(args.root) / "results.md").read_text())
+    print(json.dumps({k: str(v) for k, v in paths.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""experiments/sweep.py: the grid, the configs it builds, resumability, and mean ± std tables."""
+import csv
+import json
+
+import pytest
+
+from experiments import sweep
+from vicokd_jax import methods
+
+
+def test_grid_is_the_product_and_names_are_unique():
+    specs = sweep.grid(("kd", "vicokd"), seeds=(0, 1), fractions=(0.1, 1.0), overlaps=("partial", "full"),
+                       ablations=("no_vc",))
+    assert len(specs) == 2 * 2 * 2 * 2 + 2 * 2 * 2
+    assert len({s.name for s in specs}) == len(specs)
+    assert sweep.RunSpec("vicokd", 2, 0.1, "full", "vc_kl").name == "vicokd-vc_kl_lf0.1_full_s2"
+    with pytest.raises(ValueError, match="unknown method"):
+        sweep.RunSpec("nope")
+    with pytest.raises(ValueError, match="overlap"):
+        sweep.RunSpec("kd", overlap="some")
+
+
+def test_study_grid_covers_issue_7():
+    specs = sweep.study_grid()
+    variants = {s.variant for s in specs}
+    assert set(sweep.STUDENT_METHODS) <= variants
+    assert {f"vicokd/{a}" for a in methods.ABLATIONS} <= variants
+    assert {s.labeled_fraction for s in specs} == {0.1, 0.5, 1.0}
+    assert {s.overlap for s in specs} == {"partial", "full"} and {s.seed for s in specs} == {0, 1, 2}
+    assert len(set(specs)) == len(specs)
+
+
+def test_student_config_sets_method_ablation_data_and_teacher(tmp_path):
+    spec = sweep.RunSpec("vicokd", 2, 0.5, "full", "vc_no_mask")
+    cfg = sweep.student_config(spec, tmp_path / "t", overrides=("train.steps=7",))
+    assert cfg.stages == ("student",) and cfg.teacher.checkpoint == str(tmp_path / "t")
+    assert cfg.method.name == "vicokd" and cfg.method.vc.use_detection_mask is False
+    assert (cfg.data.overlap, cfg.data.labeled_fraction, cfg.data.labeled_seed, cfg.train.seed) == ("full", 0.5, 2, 2)
+    assert cfg.train.steps == 7
+    teacher = sweep.teacher_config("skeleton", "partial")
+    assert teacher.stages == ("teacher",) and tuple(teacher.model.teacher_modalities) == ("skeleton",)
+
+
+def test_mean_std_and_aggregate_by_hand():
+    assert sweep.mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
+    assert sweep.mean_std([5.0]) == (5.0, 0.0)
+    rows = [dict(group="kd_lf0.1_partial", method="kd", labeled_fraction=0.1, overlap="partial", top1=v,
+                 mean_view_top1_visible=None, agreement=None) for v in (10.0, 20.0)]
+    (agg,) = sweep.aggregate(rows)
+    assert agg["top1"] == 15.0 and agg["top1_std"] == pytest.approx(7.0710678) and agg["seeds"] == 2
+    assert "| kd | 0.1 | partial | 2 | 15.00 ± 7.07 |" in sweep.markdown_table([agg])
+
+
+def _fake_summary(top1):
+    return {"student": {"top1": top1, "mean_view_top1": top1 / 2, "mean_view_top1_visible": top1,
+                        "per_view_top1_visible": [top1] * 4, "agreement": 50.0, "seconds": 1.0}}
+
+
+def test_run_sweep_trains_one_teacher_skips_finished_runs_and_reports(tmp_path, monkeypatch):
+    """launch.run is replaced by a recorder: which workdirs are launched, and which are skipped on a rerun."""
+    from vicokd_jax import launch
+
+    launched = []
+
+    def fake_run(cfg, workdir):
+        launched.append((cfg.name, tuple(cfg.stages), cfg.teacher.checkpoint))
+        summary = ({"teacher": {"top1": 99.0, "mean_view_top1_visible": 80.0}} if cfg.stages == ("teacher",)
+                   else _fake_summary(10.0 * (cfg.train.seed + 1)))
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(json.dumps(cfg.to_dict()))
+        (workdir / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    monkeypatch.setattr(launch, "run", fake_run)
+    specs = sweep.grid(("kd",), seeds=(0, 1, 2))
+    rows = sweep.run_sweep(specs, tmp_path, log=lambda m: None)
+    teachers = [c for c in launched if c[1] == ("teacher",)]
+    assert len(teachers) == 1  # one teacher for all three seeds
+    assert all(c[2] == str(tmp_path / "teachers" / "skeleton_rgb_partial") for c in launched if c[1] == ("student",))
+    assert [r["top1"] for r in rows] == [10.0, 20.0, 30.0]
+
+    launched.clear()
+    (tmp_path / "runs" / specs[1].name / "summary.json").unlink()  # as if seed 1 had been interrupted
+    rows = sweep.run_sweep(specs, tmp_path, log=lambda m: None)
+    assert [c[0] for c in launched] == [f"synth_{specs[1].name}"]  # only the unfinished run is redone
+    paths = sweep.write_report(rows, tmp_path)
+    text = paths["markdown"].read_text()
+    assert "| kd | 0.1 | partial | 3 | 20.00 ± 10.00 |" in text and "| skeleton_rgb_partial | 99.00 |" in text
+    assert len(list(csv.DictReader(open(paths["csv"])))) == 3
+    assert sweep.collect(tmp_path) == rows  # --report-only rebuilds the same rows from the run folders
+    assert paths["per_view"].is_file()
+
+
+@pytest.mark.slow  # trains a smoke teacher and two smoke students (a few minutes on 2 CPU cores)
+def test_cli_smoke_sweep_end_to_end(tmp_path, capsys):
+    assert sweep.main(["--root", str(tmp_path), "--methods", "student_only", "kd", "--teachers", "skeleton_rgb",
+                       "--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "| student_only | 0.1 | partial | 1 |" in out and "| kd | 0.1 | partial | 1 |" in out
+    assert (tmp_path / "runs" / "kd_lf0.1_partial_s0" / "export").is_dir()
