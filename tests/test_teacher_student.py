@@ -159,3 +159,26 @@ def test_student_input_errors(bad, match, student_shared):
         view_mask = view_mask[:, :2]
     with pytest.raises(ValueError, match=match):
         model.apply(variables, rgb, view_mask)
+
+
+def test_frame_difference_by_hand():
+    from vicokd_jax.models.heads import frame_difference
+
+    x = jnp.arange(3, dtype=jnp.float32).reshape(1, 3, 1, 1, 1) ** 2 * jnp.ones((1, 3, 2, 2, 3))  # frames 0, 1, 4
+    np.testing.assert_allclose(frame_difference(x, scale=2.0)[0, :, 0, 0, 0], [0.0, 2.0, 6.0])
+
+
+def test_rgb_diff_student_ignores_static_appearance_and_rgb_student_does_not():
+    """Adding the same image to every frame of a view (a static background) leaves an rgb_diff student's outputs
+    unchanged; the raw-RGB student sees it."""
+    rgb, _, view_mask = _inputs()
+    rgb = (rgb // 2).astype(jnp.uint8)  # headroom so the offset does not saturate
+    offset = jnp.asarray(np.random.default_rng(5).integers(0, 100, (B, V, 1, HW, HW, 3)), jnp.uint8)
+    for mode, unchanged in (("rgb_diff", True), ("rgb", False)):
+        model = _student(input_mode=mode)
+        variables = _trained(model.init(jax.random.key(0), rgb, view_mask))
+        a = model.apply(variables, rgb, view_mask)["logits"]
+        b = model.apply(variables, rgb + offset, view_mask)["logits"]
+        assert np.allclose(a, b, atol=1e-4) == unchanged, mode
+    with pytest.raises(ValueError, match="input_mode='flow'"):
+        _student(input_mode="flow").init(jax.random.key(0), rgb, view_mask)

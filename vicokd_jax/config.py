@@ -39,8 +39,11 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         num_classes=12,
         multi_label=False,
         overlap="partial",          # SynthMV: partial | full
-        limb_radius=0.06,           # SynthMV: limb thickness in metres (RGB difficulty)
-        noise_std=6.0,              # SynthMV: sensor noise in uint8 levels
+        # SynthMV difficulty (the generator's defaults; see vicokd_jax.data.synthetic for why they are these).
+        room_half=2.0,              # SynthMV: half the room's side in metres (smaller room = larger actors)
+        limb_radius=0.1,            # SynthMV: limb thickness in metres (RGB difficulty)
+        noise_std=3.0,              # SynthMV: sensor noise in uint8 levels
+        occluders=0,                # SynthMV: pillars in the room
         num_train=2000,             # SynthMV split sizes
         num_test=400,
         labeled_fraction=0.1,       # share of training samples whose label the student may use
@@ -59,6 +62,7 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         layout="nturgb+d",          # skeleton graph of the teacher's ST-GCN
         dtype="float32",            # compute dtype (bfloat16 on accelerators); parameters stay float32
         teacher_modalities=("skeleton", "rgb"),
+        student_input="rgb_diff",   # rgb | rgb_diff (differences of consecutive frames, computed in the model)
         memory_tokens=16,           # the student's adapter memory bank size K
         fusion_layers=1,
         dropout=0.0,

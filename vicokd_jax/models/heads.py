@@ -29,6 +29,20 @@ def normalize_rgb(rgb, mean=IMAGENET_MEAN, std=IMAGENET_STD, dtype=jnp.float32):
     return ((x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)).astype(dtype)
 
 
+# Scale of frame differences: normalised pixels change little between frames, so their differences are ~4x
+# smaller than the pixels themselves; this brings them back to the range the patch embedding is initialised for.
+FRAME_DIFFERENCE_SCALE = 4.0
+
+
+def frame_difference(x, scale: float = FRAME_DIFFERENCE_SCALE):
+    """RGB difference input (TSN's "RGB diff"): `[..., T, H, W, C]` -> `scale · (x_t − x_{t−1})`, zeros at t=0.
+
+    Static appearance (background, clothing colour, lighting) cancels and motion remains; on SynthMV a raw-RGB
+    encoder stays at chance while the same encoder on differences learns (issue 6)."""
+    diff = x[..., 1:, :, :, :] - x[..., :-1, :, :, :]
+    return scale * jnp.concatenate([jnp.zeros_like(x[..., :1, :, :, :]), diff], axis=-4)
+
+
 def resample_frames(tokens, length: int):
     """`[N, T, D] -> [N, length, D]` by linear interpolation over time (area-averaging when shrinking)."""
     n, t, d = tokens.shape

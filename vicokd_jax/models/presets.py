@@ -124,4 +124,5 @@ def student_from_config(cfg) -> Student:
     m, s = cfg.model, cfg.method.student
     return build_student(m.student_preset or m.preset, cfg.data.num_classes, dtype=_DTYPES[m.dtype], adapter=s.adapter, hint=s.hint,
                          per_view_weights=s.per_view_weights, num_views=cfg.data.num_views,
-                         memory_tokens=m.memory_tokens, fusion_layers=m.fusion_layers, dropout=m.dropout)
+                         memory_tokens=m.memory_tokens, fusion_layers=m.fusion_layers, dropout=m.dropout,
+                         input_mode=m.student_input)

@@ -19,7 +19,9 @@ import jax.numpy as jnp
 
 from vicokd_jax.models.attention import CrossModalAttention
 from vicokd_jax.models.heads import (IMAGENET_MEAN, IMAGENET_STD, ActionHeads, StreamProjection, check_views,
-                                     normalize_rgb)
+                                     frame_difference, normalize_rgb)
+
+INPUT_MODES = ("rgb", "rgb_diff")
 
 
 class Student(nn.Module):
@@ -35,6 +37,8 @@ class Student(nn.Module):
         adapter: the cross-modal adapter; `memory_tokens` K learned tokens.
         teacher_width: width of the teacher's skeleton/RGB tokens that `skeleton_tokens` / `rgb_tokens` match.
         hint: add the FitNets hint regressor (`rgb_tokens`).
+        input_mode: "rgb" (normalised pixels) or "rgb_diff" (differences of consecutive normalised frames,
+            computed inside the model, so the export still takes raw uint8 RGB).
     """
 
     num_classes: int
@@ -47,6 +51,7 @@ class Student(nn.Module):
     memory_tokens: int = 16
     teacher_width: int = 256
     hint: bool = False
+    input_mode: str = "rgb"
     num_heads: int = 4
     fusion_layers: int = 1
     dropout: float = 0.0
@@ -72,9 +77,14 @@ class Student(nn.Module):
     @nn.compact
     def __call__(self, rgb, view_mask, train: bool = False) -> dict:
         check_views("rgb", rgb, 6, view_mask, trailing=(3,))
+        if self.input_mode not in INPUT_MODES:
+            raise ValueError(f"Student.input_mode={self.input_mode!r}; expected one of {INPUT_MODES}")
         b, v = rgb.shape[:2]
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        enc = self._encode_views(normalize_rgb(rgb, self.rgb_mean, self.rgb_std, self.dtype), train)
+        pixels = normalize_rgb(rgb, self.rgb_mean, self.rgb_std, self.dtype)
+        if self.input_mode == "rgb_diff":
+            pixels = frame_difference(pixels)
+        enc = self._encode_views(pixels, train)
         tokens = enc["frame_tokens"]
         r = StreamProjection(self.width, self.token_frames, name="rgb_proj", **kw)(
             tokens.reshape(b * v, *tokens.shape[2:]))

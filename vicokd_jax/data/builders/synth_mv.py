@@ -42,8 +42,9 @@ class SynthMvConfig(tfds.core.BuilderConfig):
 class SynthMv(tfds.core.GeneratorBasedBuilder):
     """SynthMV as an ArrayRecord dataset; `as_data_source()[split][i]` equals `SynthMV(split, ...)[i]`."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First version."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First version.",
+                     "1.1.0": "Easier RGB (issue 6): 4x4 m room, 0.1 m limbs, noise 3, no pillars."}
     BUILDER_CONFIGS = [
         SynthMvConfig(name="partial", description="4 corner cameras, partially overlapping views"),
         SynthMvConfig(name="full", overlap="full", description="every camera sees the whole room"),
