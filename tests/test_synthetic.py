@@ -36,8 +36,10 @@ def test_partial_overlap_statistics(train):
     _, examples = train
     seen = np.array([_views_seeing(e) for e in examples])
     exactly_one, everyone, nobody = (seen == 1).mean(), (seen == 4).mean(), (seen == 0).mean()
-    assert exactly_one >= 0.10, exactly_one
-    assert everyone <= 0.60, everyone
+    # v1.1's 4x4 m room (issue 6: larger actors for RGB) measured 4% / 43% / 41% / 11% seen by 1 / 2 / 3 / 4 views
+    # (v1.0's 8x8 m room: more samples seen by one view only).
+    assert exactly_one >= 0.02, exactly_one
+    assert everyone <= 0.30, everyone
     assert nobody <= 0.05, nobody
     # Views really overlap partially: a good share of samples is seen by 2 or 3 views.
     assert ((seen == 2) | (seen == 3)).mean() >= 0.4
@@ -61,7 +63,8 @@ def test_skeleton_is_zero_exactly_where_the_view_does_not_track(train):
     joints = e["skeleton"][:, 0][tracked]  # [n, 25, 3]
     assert (joints[..., 2] > 0).all()
     height = joints[:, 3, 1] - joints[:, [14, 18], 1].min(-1)  # head above the lower ankle
-    assert (height > 0.8).all() and (height < 2.2).all()
+    # Down-tilted cameras close to the actor foreshorten the camera-space height (0.79-1.03 m for this jump).
+    assert (height > 0.6).all() and (height < 2.2).all()
 
 
 def test_deterministic_per_index_and_different_across_seeds_and_splits():
