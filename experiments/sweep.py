@@ -19,12 +19,13 @@ whose summary.json exists is not redone; an interrupted run resumes from its che
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import dataclasses
 import itertools
 import json
-import math
 import pathlib
+import statistics
 import sys
 import time
 
@@ -89,25 +90,27 @@ def study_grid(seeds=(0, 1, 2)) -> list:
 # ------------------------------------------------------------------------------------------------------------
 # Configs
 # ------------------------------------------------------------------------------------------------------------
-def _apply(cfg, overrides):
+def _finish(cfg, overrides, smoke: bool):
+    """`config.smoke` when asked, then the overrides, then validation."""
+    if smoke:
+        config_lib.smoke(cfg)
     for override in overrides:
         config_lib.apply_override(cfg, override)
+    config_lib.validate(cfg)
     return cfg
 
 
-def teacher_config(modalities: str, overlap: str, overrides=()):
+def teacher_config(modalities: str, overlap: str, overrides=(), smoke: bool = False):
     """The teacher-only config of one data setting."""
     cfg = config_lib.default_config("vicokd")
     cfg.name = f"synth_teacher_{modalities}_{overlap}"
     cfg.stages = ("teacher",)
     cfg.model.teacher_modalities = TEACHER_MODALITIES[modalities]
     cfg.data.overlap = overlap
-    _apply(cfg, overrides)
-    config_lib.validate(cfg)
-    return cfg
+    return _finish(cfg, overrides, smoke)
 
 
-def student_config(spec: RunSpec, teacher_dir, overrides=()):
+def student_config(spec: RunSpec, teacher_dir, overrides=(), smoke: bool = False):
     """The student-only config of `spec`, distilling from the finished teacher in `teacher_dir`."""
     cfg = config_lib.default_config(spec.method)
     with cfg.unlocked():
@@ -120,9 +123,7 @@ def student_config(spec: RunSpec, teacher_dir, overrides=()):
     cfg.data.labeled_fraction = spec.labeled_fraction
     cfg.data.labeled_seed = spec.seed
     cfg.train.seed = spec.seed
-    _apply(cfg, overrides)
-    config_lib.validate(cfg)
-    return cfg
+    return _finish(cfg, overrides, smoke)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -152,32 +153,33 @@ def _launch(cfg, workdir: pathlib.Path, log) -> dict:
     return result
 
 
-def ensure_teacher(root, modalities: str, overlap: str, overrides=(), log=print) -> pathlib.Path:
+def ensure_teacher(root, modalities: str, overlap: str, overrides=(), smoke=False, log=print) -> pathlib.Path:
     """Train the teacher of one data setting once (reused by every later call) and return its workdir."""
     workdir = pathlib.Path(root) / "teachers" / f"{modalities}_{overlap}"
-    _launch(teacher_config(modalities, overlap, overrides), workdir, log)
+    _launch(teacher_config(modalities, overlap, overrides, smoke), workdir, log)
     return workdir
 
 
-def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), log=print) -> list:
+def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=False, log=print) -> list:
     """Run every spec (skipping those with a summary) and return one result row per spec.
 
-    `overrides` (`"train.steps=200"`, ...) apply to teachers and students alike. `teachers` lists the teacher
-    modalities to train and report per overlap setting; students always distil from STUDENT_TEACHER's.
+    `overrides` (`"train.steps=200"`, ...) apply to teachers and students alike, after `config.smoke` when
+    `smoke`. `teachers` lists the teacher modalities to train and report per overlap setting; students always
+    distil from STUDENT_TEACHER's.
     """
     root = pathlib.Path(root)
     specs = list(specs)
-    for i, spec in enumerate(specs):
-        if spec in specs[:i]:
-            raise ValueError(f"run {spec.name} appears twice in the sweep")
+    repeated = [name for name, n in collections.Counter(s.name for s in specs).items() if n > 1]
+    if repeated:
+        raise ValueError(f"runs {repeated} appear more than once in the sweep")
     rows = []
     for overlap in dict.fromkeys(s.overlap for s in specs):
         for modalities in dict.fromkeys((*teachers, STUDENT_TEACHER)):
-            ensure_teacher(root, modalities, overlap, overrides, log)
+            ensure_teacher(root, modalities, overlap, overrides, smoke, log)
     for i, spec in enumerate(specs):
         log(f"[sweep] run {i + 1}/{len(specs)}: {spec.name}")
         teacher_dir = root / "teachers" / f"{STUDENT_TEACHER}_{spec.overlap}"
-        summary = _launch(student_config(spec, teacher_dir, overrides), root / "runs" / spec.name, log)
+        summary = _launch(student_config(spec, teacher_dir, overrides, smoke), root / "runs" / spec.name, log)
         rows.append(student_row(spec, summary))
     return rows
 
@@ -223,9 +225,7 @@ def collect(root) -> list:
 def mean_std(values) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     values = [float(v) for v in values]
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mean, std
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def aggregate(rows) -> list:
@@ -348,22 +348,15 @@ def _parse(argv):
     return p.parse_args(argv)
 
 
-SMOKE_OVERRIDES = ("model.preset=micro", "data.num_train=64", "data.num_test=32", "data.num_frames=8",
-                   "data.num_workers=0", "train.steps=6", "teacher.steps=6", "train.batch_size=8",
-                   "train.eval_batch_size=16", "train.warmup_steps=2", "train.log_every=3",
-                   "train.checkpoint_every=6")
-
-
 def main(argv=None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
-    overrides = (*(SMOKE_OVERRIDES if args.smoke else ()), *args.override)
     if args.report_only:
         rows = collect(args.root)
     else:
         specs = (study_grid(tuple(args.seeds)) if args.grid == "study" else
                  grid(args.methods, args.seeds, args.fractions, args.overlaps, args.ablations))
         print(f"[sweep] {len(specs)} student runs in {args.root}", file=sys.stderr)
-        rows = run_sweep(specs, args.root, overrides, tuple(args.teachers),
+        rows = run_sweep(specs, args.root, args.override, tuple(args.teachers), args.smoke,
                          log=lambda m: print(m, file=sys.stderr, flush=True))
     paths = write_report(rows, args.root)
     print((pathlib.Path(args.root) / "results.md").read_text())

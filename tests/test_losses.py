@@ -62,7 +62,7 @@ def test_view_supervision_is_the_visibility_weighted_mean_of_per_view_ce():
     ce = [np.log(np.e**2 + 2) - 2, np.log(3)]
     loss, aux = L.view_supervision(logits, jnp.array([0]), weights)
     assert float(loss) == pytest.approx((1.0 * ce[0] + 0.25 * ce[1]) / 1.25, rel=1e-6)
-    assert float(aux["weight"]) == pytest.approx(1.25)
+    assert float(aux["count"]) == pytest.approx(1.25)
     grads = jax.grad(lambda z: L.view_supervision(z, jnp.array([0]), weights)[0])(logits)
     assert not np.any(np.asarray(grads[0, 2])) and np.all(np.isfinite(np.asarray(grads)))
     # Multi-hot targets: BCE, mean over classes, same weighting; no weight at all gives exactly 0.

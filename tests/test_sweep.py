@@ -37,6 +37,8 @@ def test_student_config_sets_method_ablation_data_and_teacher(tmp_path):
     assert cfg.method.name == "vicokd" and cfg.method.vc.use_detection_mask is False
     assert (cfg.data.overlap, cfg.data.labeled_fraction, cfg.data.labeled_seed, cfg.train.seed) == ("full", 0.5, 2, 2)
     assert cfg.train.steps == 7
+    smoke = sweep.student_config(spec, tmp_path / "t", smoke=True)  # the project's own :smoke sizes
+    assert smoke.train.steps == 12 and smoke.name.endswith("_smoke") and smoke.method.name == "vicokd"
     teacher = sweep.teacher_config("skeleton", "partial")
     assert teacher.stages == ("teacher",) and tuple(teacher.model.teacher_modalities) == ("skeleton",)
 

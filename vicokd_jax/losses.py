@@ -22,13 +22,14 @@ LN2 = 0.6931471805599453
 
 
 def masked_mean(values, mask=None):
-    """`(mean of values where mask, count)`; 0 when the mask is empty. `mask` broadcasts against `values`."""
+    """`(Σ m·v / Σ m, Σ m)`; 0 when Σ m = 0. `mask` (bool, or non-negative float weights) broadcasts against
+    `values`; where it is 0 a value never contributes, even a NaN."""
     values = jnp.asarray(values, jnp.float32)
     if mask is None:
         return values.mean(), jnp.asarray(values.size, jnp.float32)
     mask = jnp.broadcast_to(jnp.asarray(mask, jnp.float32), values.shape)
     count = mask.sum()
-    return jnp.sum(jnp.where(mask > 0, values, 0.0)) / jnp.maximum(count, 1.0), count
+    return jnp.sum(jnp.where(mask > 0, mask * values, 0.0)) / jnp.where(count > 0, count, 1.0), count
 
 
 def _kl_from_logits(target_logits, logits, temperature=1.0):
@@ -57,14 +58,6 @@ def sigmoid_bce(logits, targets, mask=None):
     return loss, {"count": count}
 
 
-def weighted_mean(values, weights):
-    """`(Σ w·v / Σ w, Σ w)` with non-negative float weights broadcast against `values`; 0 when Σ w = 0."""
-    values = jnp.asarray(values, jnp.float32)
-    weights = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), values.shape)
-    total = weights.sum()
-    return jnp.sum(jnp.where(weights > 0, weights * values, 0.0)) / jnp.where(total > 0, total, 1.0), total
-
-
 def visible_fraction(human_score, view_mask, score_threshold=0.5):
     """Per view, the share of frames where the detector sees the person: `[B,V,T], [B,V] -> [B,V]` in [0, 1],
     0 for absent views. The weight of a view's own supervision: a view that never sees the action has none."""
@@ -75,22 +68,16 @@ def visible_fraction(human_score, view_mask, score_threshold=0.5):
 
 def view_supervision(view_logits, target, weights):
     """Per-view supervision: every view's logits `[B,V,C]` against the sequence target (integer `[B]` -> CE, or
-    multi-hot `[B,C]` -> BCE), weighted by `weights [B,V]` (visible fraction × labeled) -> (loss, aux).
+    multi-hot `[B,C]` -> BCE), weighted by `weights [B,V]` (visible fraction × labeled) -> (loss, {"count": Σ w}).
 
     The view-fusion loss alone reaches a view's encoder only through fusion; with the action visible in one of V
     views that signal is too weak for an RGB encoder to start learning (issue 6). This term gives each view that
     sees the person its own gradient."""
     chex.assert_rank(view_logits, 3)
     chex.assert_equal(view_logits.shape[:2], weights.shape)
-    logits = view_logits.astype(jnp.float32)
     if target.ndim == 1:
-        labels = jnp.broadcast_to(target[:, None], logits.shape[:2])
-        per_view = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
-    else:
-        targets = jnp.broadcast_to(target[:, None, :], logits.shape).astype(jnp.float32)
-        per_view = optax.losses.sigmoid_binary_cross_entropy(logits, targets).mean(-1)
-    loss, total = weighted_mean(per_view, weights)
-    return loss, {"weight": total}
+        return cross_entropy(view_logits, jnp.broadcast_to(target[:, None], weights.shape), weights)
+    return sigmoid_bce(view_logits, jnp.broadcast_to(target[:, None, :], view_logits.shape), weights)
 
 
 # ------------------------------------------------------------------------------------------------------------

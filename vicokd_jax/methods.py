@@ -148,7 +148,7 @@ def total_loss(student_out: dict, teacher_out: dict, batch: dict, cfg) -> tuple[
         target = batch["labels"] if multi_label else batch["label"]
         terms["view"], aux = losses.view_supervision(student_out["view_logits"], target,
                                                      visible * labeled[:, None])
-        metrics["view/weight"] = aux["weight"]
+        metrics["view/weight"] = aux["count"]
 
     if w.kd:
         t_logits = _need(teacher_out, "logits", "teacher", cfg, "a teacher forward is required")
@@ -161,7 +161,7 @@ def total_loss(student_out: dict, teacher_out: dict, batch: dict, cfg) -> tuple[
         metrics["kd/sequence"], metrics["kd/frames"] = sequence, frames
         if cfg.kd.view_weight:
             t_views = _need(teacher_out, "view_logits", "teacher", cfg, "the teacher's view heads")
-            views, _ = losses.weighted_mean(kd(student_out["view_logits"], t_views, tau), visible)
+            views, _ = losses.masked_mean(kd(student_out["view_logits"], t_views, tau), visible)
             terms["kd"] = terms["kd"] + cfg.kd.view_weight * views
             metrics["kd/views"] = views
 
