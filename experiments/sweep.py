@@ -90,27 +90,58 @@ def study_grid(seeds=(0, 1, 2)) -> list:
 # ------------------------------------------------------------------------------------------------------------
 # Configs
 # ------------------------------------------------------------------------------------------------------------
-def _finish(cfg, overrides, smoke: bool):
-    """`config.smoke` when asked, then the overrides, then validation."""
+# SynthMV fields that a prepared copy fixes when it is built (its builder config uses the generator's defaults).
+_GENERATOR_FIELDS = ("seed", "num_train", "num_test", "room_half", "limb_radius", "noise_std", "occluders",
+                     "num_views", "num_classes", "multi_label")
+
+
+def _use_prepared(cfg, data_dir, overrides) -> None:
+    """Read SynthMV from the prepared ArrayRecord copy in `data_dir` (builder config = the overlap setting)."""
+    fixed = [o for o in overrides
+             if o.split("=", 1)[0].strip().removeprefix("config.") in {f"data.{f}" for f in _GENERATOR_FIELDS}]
+    if fixed:
+        raise ValueError(f"overrides {fixed} change how SynthMV is generated, but the runs read the prepared copy in "
+                         f"{data_dir}, built with the defaults; drop --prepared to generate on the fly")
+    cfg.data.tfds_config = cfg.data.overlap
+    cfg.data.data_dir = str(pathlib.Path(data_dir).absolute())
+    cfg.data.num_workers = 0  # reading ArrayRecord is cheap; a worker process only competes for the cores
+
+
+def prepare_data(data_dir, overlaps, log=print) -> None:
+    """Build the SynthMV ArrayRecord copy of each overlap setting in `data_dir` once (TFDS skips finished ones)."""
+    from vicokd_jax.data.builders import get_builder
+
+    builder_cls, _ = get_builder("synth_mv")
+    for overlap in overlaps:
+        builder = builder_cls(config=overlap, data_dir=str(data_dir), file_format="array_record")
+        if not builder.is_prepared():
+            log(f"[sweep] preparing SynthMV/{overlap} in {data_dir} (once; about 2 minutes on 2 cores)")
+        builder.download_and_prepare()
+
+
+def _finish(cfg, overrides, smoke: bool, data_dir=None):
+    """`config.smoke` when asked, the prepared data source when given, then the overrides, then validation."""
     if smoke:
         config_lib.smoke(cfg)
+    if data_dir:
+        _use_prepared(cfg, data_dir, overrides)
     for override in overrides:
         config_lib.apply_override(cfg, override)
     config_lib.validate(cfg)
     return cfg
 
 
-def teacher_config(modalities: str, overlap: str, overrides=(), smoke: bool = False):
-    """The teacher-only config of one data setting."""
+def teacher_config(modalities: str, overlap: str, overrides=(), smoke: bool = False, data_dir=None):
+    """The teacher-only config of one data setting (`data_dir`: read the prepared SynthMV copy there)."""
     cfg = config_lib.default_config("vicokd")
     cfg.name = f"synth_teacher_{modalities}_{overlap}"
     cfg.stages = ("teacher",)
     cfg.model.teacher_modalities = TEACHER_MODALITIES[modalities]
     cfg.data.overlap = overlap
-    return _finish(cfg, overrides, smoke)
+    return _finish(cfg, overrides, smoke, data_dir)
 
 
-def student_config(spec: RunSpec, teacher_dir, overrides=(), smoke: bool = False):
+def student_config(spec: RunSpec, teacher_dir, overrides=(), smoke: bool = False, data_dir=None):
     """The student-only config of `spec`, distilling from the finished teacher in `teacher_dir`."""
     cfg = config_lib.default_config(spec.method)
     with cfg.unlocked():
@@ -123,7 +154,7 @@ def student_config(spec: RunSpec, teacher_dir, overrides=(), smoke: bool = False
     cfg.data.labeled_fraction = spec.labeled_fraction
     cfg.data.labeled_seed = spec.seed
     cfg.train.seed = spec.seed
-    return _finish(cfg, overrides, smoke)
+    return _finish(cfg, overrides, smoke, data_dir)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -153,33 +184,40 @@ def _launch(cfg, workdir: pathlib.Path, log) -> dict:
     return result
 
 
-def ensure_teacher(root, modalities: str, overlap: str, overrides=(), smoke=False, log=print) -> pathlib.Path:
+def ensure_teacher(root, modalities: str, overlap: str, overrides=(), smoke=False, log=print,
+                   data_dir=None) -> pathlib.Path:
     """Train the teacher of one data setting once (reused by every later call) and return its workdir."""
     workdir = pathlib.Path(root) / "teachers" / f"{modalities}_{overlap}"
-    _launch(teacher_config(modalities, overlap, overrides, smoke), workdir, log)
+    _launch(teacher_config(modalities, overlap, overrides, smoke, data_dir), workdir, log)
     return workdir
 
 
-def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=False, log=print) -> list:
+def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=False, log=print,
+              data_dir=None) -> list:
     """Run every spec (skipping those with a summary) and return one result row per spec.
 
     `overrides` (`"train.steps=200"`, ...) apply to teachers and students alike, after `config.smoke` when
     `smoke`. `teachers` lists the teacher modalities to train and report per overlap setting; students always
-    distil from STUDENT_TEACHER's.
+    distil from STUDENT_TEACHER's. `data_dir`: prepare SynthMV once there as ArrayRecord files and read every run
+    from them instead of rendering each batch again (the same examples; about 1.7x faster steps on 2 cores).
     """
     root = pathlib.Path(root)
     specs = list(specs)
     repeated = [name for name, n in collections.Counter(s.name for s in specs).items() if n > 1]
     if repeated:
         raise ValueError(f"runs {repeated} appear more than once in the sweep")
+    overlaps = list(dict.fromkeys(s.overlap for s in specs))
+    if data_dir:
+        prepare_data(data_dir, overlaps, log)
     rows = []
-    for overlap in dict.fromkeys(s.overlap for s in specs):
+    for overlap in overlaps:
         for modalities in dict.fromkeys((*teachers, STUDENT_TEACHER)):
-            ensure_teacher(root, modalities, overlap, overrides, smoke, log)
+            ensure_teacher(root, modalities, overlap, overrides, smoke, log, data_dir)
     for i, spec in enumerate(specs):
         log(f"[sweep] run {i + 1}/{len(specs)}: {spec.name}")
         teacher_dir = root / "teachers" / f"{STUDENT_TEACHER}_{spec.overlap}"
-        summary = _launch(student_config(spec, teacher_dir, overrides, smoke), root / "runs" / spec.name, log)
+        summary = _launch(student_config(spec, teacher_dir, overrides, smoke, data_dir), root / "runs" / spec.name,
+                          log)
         rows.append(student_row(spec, summary))
     return rows
 
@@ -343,6 +381,9 @@ def _parse(argv):
                    help="teacher modalities to train and report (students use skeleton_rgb)")
     p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides for every run, e.g. train.steps=200 data.num_train=1000")
+    p.add_argument("--prepared", metavar="DATA_DIR", default="",
+                   help="build SynthMV once as ArrayRecord files in DATA_DIR and read every run from them (faster "
+                        "on few cores; the generator's default knobs)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (config.smoke) for a quick check")
     p.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
     return p.parse_args(argv)
@@ -357,7 +398,7 @@ def main(argv=None) -> int:
                  grid(args.methods, args.seeds, args.fractions, args.overlaps, args.ablations))
         print(f"[sweep] {len(specs)} student runs in {args.root}", file=sys.stderr)
         rows = run_sweep(specs, args.root, args.override, tuple(args.teachers), args.smoke,
-                         log=lambda m: print(m, file=sys.stderr, flush=True))
+                         log=lambda m: print(m, file=sys.stderr, flush=True), data_dir=args.prepared or None)
     paths = write_report(rows, args.root)
     print((pathlib.Path(args.root) / "results.md").read_text())
     print(json.dumps({k: str(v) for k, v in paths.items()}, indent=1))

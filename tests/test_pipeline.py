@@ -150,3 +150,37 @@ def test_worker_processes_give_the_same_batches(source):
         a, b = next(plain), next(workers)
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+class _CountingSource:
+    def __init__(self, inner):
+        self.inner, self.reads = inner, []
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, index):
+        self.reads.append(index)
+        return self.inner[index]
+
+
+def test_cached_source_renders_each_clip_once_and_gives_the_same_batches(source):
+    counting = _CountingSource(source)
+    cached = P.CachedSource(counting)
+    assert len(cached) == 24 and P.CachedSource(source).class_names == source.class_names  # attributes pass through
+    cfg = _cfg(labeled_fraction=0.5)
+    plain, from_cache = iter(P.make_dataset(source, cfg)), iter(P.make_dataset(cached, cfg))
+    for _ in range(12):  # two epochs
+        a, b = next(plain), next(from_cache)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # Every clip was rendered, fewer times than the 48 reads of two epochs (grain's prefetch threads may render a
+    # clip of the next epoch before the current epoch's read of it has been stored), and a third epoch adds none.
+    assert sorted(set(counting.reads)) == list(range(24)) and len(counting.reads) < 48
+    reads = len(counting.reads)
+    for _ in range(6):
+        next(from_cache)
+    assert len(counting.reads) == reads
+    import pickle  # grain workers receive the source pickled
+
+    assert pickle.loads(pickle.dumps(cached))[3]["id"] == source[3]["id"]

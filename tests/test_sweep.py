@@ -1,6 +1,7 @@
 """experiments/sweep.py: the grid, the configs it builds, resumability, and mean ± std tables."""
 import csv
 import json
+import pathlib
 
 import pytest
 
@@ -41,6 +42,18 @@ def test_student_config_sets_method_ablation_data_and_teacher(tmp_path):
     assert smoke.train.steps == 12 and smoke.name.endswith("_smoke") and smoke.method.name == "vicokd"
     teacher = sweep.teacher_config("skeleton", "partial")
     assert teacher.stages == ("teacher",) and tuple(teacher.model.teacher_modalities) == ("skeleton",)
+
+
+def test_prepared_data_reads_the_overlap_setting_and_refuses_generator_overrides(tmp_path):
+    spec = sweep.RunSpec("kd", 0, 0.1, "full")
+    cfg = sweep.student_config(spec, tmp_path / "t", overrides=("train.steps=7",), data_dir="rel/tfds")
+    assert (cfg.data.tfds_config, cfg.data.num_workers) == ("full", 0)
+    assert cfg.data.data_dir == str(pathlib.Path("rel/tfds").absolute())  # runs may start elsewhere
+    assert sweep.teacher_config("skeleton", "partial", data_dir=tmp_path).data.tfds_config == "partial"
+    for override in ("data.room_half=3.0", "config.data.num_train=100"):
+        with pytest.raises(ValueError, match="prepared copy"):
+            sweep.student_config(spec, tmp_path / "t", overrides=(override,), data_dir=tmp_path)
+    assert sweep.student_config(spec, tmp_path / "t", overrides=("data.labeled_fraction=0.5",), data_dir=tmp_path)
 
 
 def test_mean_std_and_aggregate_by_hand():

@@ -319,6 +319,7 @@ def bench_data(args) -> dict:
     from vicokd_jax.train import loop
 
     cfg = default_config("vicokd")  # the default SynthMV size: 4 views x 16 x 32^2, batch 16, preset micro
+    cfg.data.cache_examples = False  # measure rendering, not the in-memory cache of later epochs
     if args.tfds:
         name, _, config = args.tfds.partition("/")
         cfg.data.name, cfg.data.tfds_config = name, config or "partial"

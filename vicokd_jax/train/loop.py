@@ -49,10 +49,11 @@ def make_source(cfg, split: str):
 
         n = d.num_train if split == d.train_split else d.num_test
         split_name = "train" if split == d.train_split else "test"
-        return SynthMV(split_name, n, seed=d.seed, num_views=d.num_views, num_frames=d.num_frames,
-                       image_size=d.image_size, num_classes=d.num_classes, multi_label=d.multi_label,
-                       config=SynthConfig(overlap=d.overlap, room_half=d.room_half, limb_radius=d.limb_radius,
-                                          noise_std=d.noise_std, occluders=d.occluders))
+        source = SynthMV(split_name, n, seed=d.seed, num_views=d.num_views, num_frames=d.num_frames,
+                         image_size=d.image_size, num_classes=d.num_classes, multi_label=d.multi_label,
+                         config=SynthConfig(overlap=d.overlap, room_half=d.room_half, limb_radius=d.limb_radius,
+                                            noise_std=d.noise_std, occluders=d.occluders))
+        return pipeline.CachedSource(source) if d.get("cache_examples", False) else source
     from vicokd_jax.data.builders import open_source
 
     data_dir = d.data_dir or str(pathlib.Path("~/tensorflow_datasets").expanduser())
