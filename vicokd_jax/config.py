@@ -84,7 +84,7 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
 
     # ---- optimisation and the loop (both stages) ------------------------------------------------------------
     cfg.train = ml_collections.ConfigDict(dict(
-        steps=400,                  # the demo (both stages) fits in 10 minutes on 2 CPU cores at these sizes
+        steps=400,                  # one SynthMV student run: ~3.5 min on 2 CPU cores (prepared data; issue 7)
         batch_size=16,              # global batch
         seed=0,
         optimizer="adamw",          # adamw | sgd

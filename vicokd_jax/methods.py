@@ -53,6 +53,9 @@ ABLATIONS = {
     "vc_no_mask": {"vc.use_detection_mask": False},
     "vc_no_confidence": {"vc.confidence_weight": False},
     "vc_kl": {"vc.divergence": "kl"},
+    # Not in METHOD.md: L_vc at ten times its weight. On SynthMV, L_vc (a JS in [0, 1]) is ~0.1 against ~12 for
+    # L_kd (tau^2-scaled), so this variant tests whether VC is simply too weak to matter (docs/RESULTS.md).
+    "vc_x10": {"weights.vc": 10.0},
 }
 
 
