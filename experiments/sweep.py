@@ -7,7 +7,7 @@ Python:
     sweep.write_report(rows, "runs/study")               # results.md, results.csv, plots
 
 CLI:
-    python -m experiments.sweep --root runs/study --grid study          # the study of docs/RESULTS.md
+    python -m experiments.sweep --root runs/study --prepared runs/tfds --grid study   # docs/RESULTS.md's study
     python -m experiments.sweep --root runs/s --methods kd vicokd --seeds 0 1 --fractions 0.1 \\
         --override train.steps=200
     python -m experiments.sweep --root runs/study --report-only         # rebuild the tables from summaries
@@ -206,6 +206,9 @@ def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=Fals
     repeated = [name for name, n in collections.Counter(s.name for s in specs).items() if n > 1]
     if repeated:
         raise ValueError(f"runs {repeated} appear more than once in the sweep")
+    if smoke and data_dir:
+        raise ValueError("smoke runs generate their tiny SynthMV on the fly; the prepared copy is full size: "
+                         "drop --prepared (data_dir) or --smoke")
     overlaps = list(dict.fromkeys(s.overlap for s in specs))
     if data_dir:
         prepare_data(data_dir, overlaps, log)

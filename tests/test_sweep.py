@@ -54,6 +54,8 @@ def test_prepared_data_reads_the_overlap_setting_and_refuses_generator_overrides
         with pytest.raises(ValueError, match="prepared copy"):
             sweep.student_config(spec, tmp_path / "t", overrides=(override,), data_dir=tmp_path)
     assert sweep.student_config(spec, tmp_path / "t", overrides=("data.labeled_fraction=0.5",), data_dir=tmp_path)
+    with pytest.raises(ValueError, match="drop --prepared"):
+        sweep.run_sweep([spec], tmp_path, smoke=True, data_dir=tmp_path)
 
 
 def test_mean_std_and_aggregate_by_hand():
