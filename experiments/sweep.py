@@ -269,6 +269,18 @@ def mean_std(values) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def paired_difference(rows, group_a: str, group_b: str, key: str = "top1") -> dict:
+    """`key` of group_a minus group_b, seed by seed (a seed fixes the labelled subset and the initialisation, so
+    the pairing removes their share of the spread): per-seed differences, their mean and sample std."""
+    by_seed = {(r["group"], r["seed"]): r[key] for r in rows}
+    seeds = sorted(s for g, s in by_seed if g == group_a and (group_b, s) in by_seed)
+    if not seeds:
+        raise ValueError(f"no seed has finished runs of both {group_a!r} and {group_b!r}")
+    diffs = [by_seed[group_a, s] - by_seed[group_b, s] for s in seeds]
+    mean, std = mean_std(diffs)
+    return dict(seeds=seeds, differences=diffs, mean=mean, std=std)
+
+
 def aggregate(rows) -> list:
     """One row per group (method × fraction × overlap): mean ± std over seeds of each metric."""
     groups: dict = {}
@@ -305,12 +317,32 @@ def markdown_table(aggregated, teachers=()) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_table(rows, aggregated, reference: str = "vicokd") -> str:
+    """Markdown: `reference` minus every other variant of the same labels and overlap, paired by seed."""
+    lines = []
+    for a in aggregated:
+        ref = f"{reference}_lf{a['labeled_fraction']:g}_{a['overlap']}"
+        if a["method"] == reference or not any(r["group"] == ref for r in rows):
+            continue
+        try:
+            d = paired_difference(rows, ref, a["group"])
+        except ValueError:  # no seed in common yet
+            continue
+        lines.append(f"| {a['method']} | {a['labeled_fraction']:g} | {a['overlap']} | {len(d['seeds'])} | "
+                     f"{d['mean']:+.2f} ± {d['std']:.2f} | {' '.join(f'{x:+.1f}' for x in d['differences'])} |")
+    if not lines:
+        return ""
+    return "\n".join(["", f"Paired by seed: top-1 of `{reference}` minus the variant's, same labels and overlap.", "",
+                      "| variant | labels | overlap | seeds | difference (mean ± std) | per seed |",
+                      "|---|---:|---|---:|---:|---|", *lines]) + "\n"
+
+
 def write_report(rows, root) -> dict:
     """results.md (teachers + mean ± std table), results.csv (one line per run) and plots under `root`."""
     root = pathlib.Path(root)
     root.mkdir(parents=True, exist_ok=True)
     aggregated = aggregate(rows)
-    (root / "results.md").write_text(markdown_table(aggregated, teacher_rows(root)))
+    (root / "results.md").write_text(markdown_table(aggregated, teacher_rows(root)) + paired_table(rows, aggregated))
     fields = ["run", "group", "method", "seed", "labeled_fraction", "overlap", "top1", "mean_view_top1",
               "mean_view_top1_visible", "agreement", "seconds"]
     with open(root / "results.csv", "w", newline="") as f:

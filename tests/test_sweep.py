@@ -68,6 +68,20 @@ def test_mean_std_and_aggregate_by_hand():
     assert "| kd | 0.1 | partial | 2 | 15.00 ± 7.07 |" in sweep.markdown_table([agg])
 
 
+def test_paired_difference_by_hand():
+    rows = [dict(group=g, seed=s, top1=v) for g, s, v in
+            (("a", 0, 10.0), ("a", 1, 14.0), ("a", 2, 9.0), ("b", 0, 8.0), ("b", 1, 11.0))]
+    out = sweep.paired_difference(rows, "a", "b")  # seed 2 has no "b" run: left out
+    assert out["seeds"] == [0, 1] and out["differences"] == [2.0, 3.0]
+    assert out["mean"] == 2.5 and out["std"] == pytest.approx(0.70710678)
+    with pytest.raises(ValueError, match="no seed"):
+        sweep.paired_difference(rows, "a", "c")
+    runs = [dict(group=f"{m}_lf0.1_partial", method=m, labeled_fraction=0.1, overlap="partial", seed=s, top1=v)
+            for m, s, v in (("vicokd", 0, 30.0), ("vicokd", 1, 26.0), ("kd", 0, 27.0), ("kd", 1, 27.0))]
+    table = sweep.paired_table(runs, sweep.aggregate(runs))
+    assert "| kd | 0.1 | partial | 2 | +1.00 ± 2.83 | +3.0 -1.0 |" in table and "| vicokd |" not in table
+
+
 def _fake_summary(top1):
     return {"student": {"top1": top1, "mean_view_top1": top1 / 2, "mean_view_top1_visible": top1,
                         "per_view_top1_visible": [top1] * 4, "agreement": 50.0, "seconds": 1.0}}
