@@ -148,6 +148,8 @@ def test_vicokd_ablations():
     assert "loss/vc" not in value(M.method_config("vicokd", "no_vc"))
     no_adapter = M.method_config("vicokd", "no_adapter")
     assert "feat" not in M.active_terms(no_adapter) and not no_adapter.student.adapter
+    x10 = value(M.method_config("vicokd", "vc_x10"))  # only the weight changes: total moves by 9 * L_vc
+    assert float(x10["loss/total"]) == pytest.approx(float(base["loss/total"]) + 9 * float(base["loss/vc"]), rel=1e-5)
     frame_cfg = M.method_config("vicokd")
     frame_cfg.vc.frame_level = True
     moved = perturb("student.frame_logits", student, teacher, batch)
