@@ -391,7 +391,7 @@ def _plots(rows, aggregated, root: pathlib.Path) -> dict:
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))], groups, rotation=60, ha="right",
                       fontsize=6)
         ax.set(ylabel="top-1 where the person is visible (%)", title="Per-view accuracy (10% labels)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
         fig.tight_layout()
         paths["per_view"] = root / "per_view.png"
         fig.savefig(paths["per_view"], dpi=120)
