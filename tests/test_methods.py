@@ -32,8 +32,8 @@ def make_inputs(seed=0):
     f = lambda *shape: jnp.asarray(rng.standard_normal(shape), jnp.float32)  # noqa: E731
     student = dict(logits=f(B, C), view_logits=f(B, V, C), frame_logits=f(B, V, LEN, C), view_tokens=f(B, V, D),
                    skeleton_tokens=f(B, V, LEN, D), rgb_tokens=f(B, V, LEN, D))
-    teacher = dict(logits=8 * f(B, C), view_logits=f(B, V, C), frame_logits=f(B, V, LEN, C), skeleton_tokens=f(B, V, LEN, D),
-                   rgb_tokens=f(B, V, LEN, D))
+    teacher = dict(logits=8 * f(B, C), view_logits=f(B, V, C), frame_logits=f(B, V, LEN, C),
+                   skeleton_tokens=f(B, V, LEN, D), rgb_tokens=f(B, V, LEN, D))
     score = np.full((B, V, T), 0.9, np.float32)
     score[1, 2, :] = 0.1  # one view never sees the person
     batch = dict(label=jnp.asarray(rng.integers(0, C, B)), labeled=jnp.array([True, False, True, False]),

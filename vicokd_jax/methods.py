@@ -21,7 +21,7 @@ teacher's view logits to the student's, weighted the same way, on all samples. S
 | vicokd_semi   | vicokd + pl                 | cross-modal adapter                     |
 
 A term is computed only when its weight is non-zero (the set is static under jit). ViCoKD ablations:
-`method_config("vicokd", ablation="no_adapter" | "no_vc" | "vc_no_mask" | "vc_no_confidence" | "vc_kl")`.
+`method_config("vicokd", ablation="no_adapter" | "no_vc" | "vc_no_mask" | "vc_no_confidence" | "vc_kl" | "vc_x10")`.
 """
 from __future__ import annotations
 
