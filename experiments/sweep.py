@@ -109,14 +109,12 @@ def _use_prepared(cfg, data_dir, overrides) -> None:
 
 def prepare_data(data_dir, overlaps, log=print) -> None:
     """Build the SynthMV ArrayRecord copy of each overlap setting in `data_dir` once (TFDS skips finished ones)."""
-    from vicokd_jax.data.builders import get_builder
+    from tools import prepare_data as prepare_tool
 
-    builder_cls, _ = get_builder("synth_mv")
     for overlap in overlaps:
-        builder = builder_cls(config=overlap, data_dir=str(data_dir), file_format="array_record")
-        if not builder.is_prepared():
-            log(f"[sweep] preparing SynthMV/{overlap} in {data_dir} (once; about 2 minutes on 2 cores)")
-        builder.download_and_prepare()
+        log(f"[sweep] SynthMV/{overlap} in {data_dir} (built once: about 2 minutes on 2 cores)")
+        if prepare_tool.main(["synth_mv", "--config", overlap, "--data_dir", str(data_dir)]) != 0:
+            raise RuntimeError(f"tools.prepare_data could not build SynthMV/{overlap} in {data_dir}")
 
 
 def _finish(cfg, overrides, smoke: bool, data_dir=None):
