@@ -407,7 +407,8 @@ def _parse(argv):
                    help="study: the full grid of docs/RESULTS.md; custom: the product of the options below")
     p.add_argument("--methods", nargs="+", default=list(STUDENT_METHODS), choices=STUDENT_METHODS)
     p.add_argument("--ablations", nargs="*", default=[], choices=tuple(methods.ABLATIONS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="default: 0 1 2 for --grid study, 0 for a custom grid")
     p.add_argument("--fractions", nargs="+", type=float, default=[0.1])
     p.add_argument("--overlaps", nargs="+", default=["partial"], choices=("partial", "full"))
     p.add_argument("--teachers", nargs="+", default=list(TEACHER_MODALITIES), choices=tuple(TEACHER_MODALITIES),
@@ -422,13 +423,19 @@ def _parse(argv):
     return p.parse_args(argv)
 
 
+def specs_from_args(args) -> list:
+    """The runs the CLI asks for. The study's seeds default to 0 1 2 (its tables are mean ± std over 3 seeds)."""
+    if args.grid == "study":
+        return study_grid(tuple(args.seeds or (0, 1, 2)))
+    return grid(args.methods, args.seeds or (0,), args.fractions, args.overlaps, args.ablations)
+
+
 def main(argv=None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     if args.report_only:
         rows = collect(args.root)
     else:
-        specs = (study_grid(tuple(args.seeds)) if args.grid == "study" else
-                 grid(args.methods, args.seeds, args.fractions, args.overlaps, args.ablations))
+        specs = specs_from_args(args)
         print(f"[sweep] {len(specs)} student runs in {args.root}", file=sys.stderr)
         rows = run_sweep(specs, args.root, args.override, tuple(args.teachers), args.smoke,
                          log=lambda m: print(m, file=sys.stderr, flush=True), data_dir=args.prepared or None)

@@ -31,6 +31,16 @@ def test_study_grid_covers_issue_7():
     assert len(set(specs)) == len(specs)
 
 
+def test_cli_study_grid_runs_three_seeds_unless_told():
+    # `--grid study` alone once ran only seed 0 (27 of the 81 runs): the study's default is 3 seeds.
+    assert sweep.specs_from_args(sweep._parse(["--root", "r", "--grid", "study"])) == sweep.study_grid((0, 1, 2))
+    assert len(sweep.specs_from_args(sweep._parse(["--root", "r", "--grid", "study"]))) == 81
+    assert {s.seed for s in sweep.specs_from_args(sweep._parse(["--root", "r", "--grid", "study", "--seeds", "4"]))} \
+        == {4}
+    custom = sweep.specs_from_args(sweep._parse(["--root", "r", "--methods", "kd"]))
+    assert custom == [sweep.RunSpec("kd", 0, 0.1, "partial")]
+
+
 def test_student_config_sets_method_ablation_data_and_teacher(tmp_path):
     spec = sweep.RunSpec("vicokd", 2, 0.5, "full", "vc_no_mask")
     cfg = sweep.student_config(spec, tmp_path / "t", overrides=("train.steps=7",))
