@@ -20,6 +20,13 @@ def test_interleaved_medians_alternates_calls_and_takes_medians():
     assert set(med) == {"a", "b"} and all(v >= 0 for v in med.values())
 
 
+def test_interleaved_medians_settles_after_each_switch():
+    calls = []
+    benchmark.interleaved_medians({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, reps=2,
+                                  warmup=0, settle=1)
+    assert calls == ["a", "a", "b", "b"] * 2  # an untimed call, then the timed one, per turn
+
+
 def test_collectives_counted_in_sharded_hlo():
     from vicokd_jax import parallel
 

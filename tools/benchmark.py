@@ -56,14 +56,23 @@ def _machine() -> str:
             f", jax {jax.__version__}, {len(devices)} x {jax.default_backend()} ({kind})")
 
 
-def interleaved_medians(fns: dict[str, Callable[[], None]], reps: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds per call of each function, called in turn A, B, A, B, ... (so load drifts hit all alike)."""
+def interleaved_medians(fns: dict[str, Callable[[], None]], reps: int, warmup: int = 1,
+                        settle: int = 0) -> dict[str, float]:
+    """Median seconds per call of each function, called in turn A, B, A, B, ... (so load drifts hit all alike).
+
+    `settle` untimed calls precede each timed one. Two frameworks in one process disturb each other: the first
+    JAX step after a PyTorch step was measured ~2 s slower than the next one (B=16 ST-GCN, 2 cores; the other's
+    freed memory and caches), which no real training loop sees. With `settle=1`, each timed call is the second of
+    a pair, i.e. a steady-state step.
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
+            for _ in range(settle):
+                fn()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -435,11 +444,11 @@ def bench_stgcn_vs_torch(args) -> dict:
     print(f"stgcn-vs-torch: B={args.batch}, M={args.persons}, T={args.frames}, 25 joints, SGD; jax compile "
           f"{compile_s:.1f} s, {flops / 1e9:.1f} GFLOP/step (XLA cost analysis); torch {args.threads} threads",
           flush=True)
-    med = interleaved_medians({"jax": jax_run, "torch": torch_run}, args.reps, warmup=2)
+    med = interleaved_medians({"jax": jax_run, "torch": torch_run}, args.reps, warmup=2, settle=1)
     ratio = med["torch"] / med["jax"]
     print(f"stgcn-vs-torch: jax {med['jax'] * 1e3:.0f} ms/step ({args.batch / med['jax']:.1f} clips/s), torch "
           f"{med['torch'] * 1e3:.0f} ms/step ({args.batch / med['torch']:.1f} clips/s); speed-up jax/torch = "
-          f"{ratio:.2f}x (medians of {args.reps}, interleaved)", flush=True)
+          f"{ratio:.2f}x (medians of {args.reps}, interleaved, each timed step the second of a pair)", flush=True)
     return dict(jax_s=med["jax"], torch_s=med["torch"], speedup=ratio, compile_s=compile_s)
 
 

@@ -20,10 +20,9 @@ but the computation is arranged for channels-last without activation transposes:
   then a single matmul over (k, C_in). Same FLOPs as conv-then-aggregate when C_in == C_out, fewer when C_in <
   C_out, and every contraction is over a minor dimension (conv-then-aggregate made XLA transpose the K*C_out wide
   activations forwards and backwards).
-* temporal convolution with a custom VJP: the input gradient is a plain stride-1 convolution (for strided
-  layers the output gradient is zero-stuffed first, instead of XLA's lhs-dilated convolution, which the CPU
-  backend runs on a slow generic path), and the kernel gradient is one matmul per tap instead of a convolution
-  whose window spans the whole clip.
+* temporal convolution with a custom VJP: the input gradient is a plain stride-1 convolution (polyphase for
+  strided layers, instead of XLA's lhs-dilated convolution, which the CPU backend runs on a slow generic path),
+  and the kernel gradient is one im2col matmul instead of a convolution whose window spans the whole clip.
 """
 from __future__ import annotations
 
@@ -85,26 +84,61 @@ def _temporal_conv_fwd(x, kernel, stride):
     return _tconv(x, kernel, stride), (x, kernel)
 
 
-def _temporal_conv_bwd(stride, residuals, dy):
-    x, kernel = residuals
+def _input_grad(dy, kernel, stride: int, frames: int):
+    """dL/dx of the 'same'-padded temporal convolution: `dy [B, T', V, C_out]` -> `[B, frames, V, C_in]`.
+
+    Stride 1: a stride-1 'same' convolution of dy with the time-flipped, in/out-swapped kernel. Stride s > 1:
+    polyphase, one stride-1 convolution per output phase r (frames t = s*q + r), each with only the taps that
+    reach that phase (k = s*j + r + pad). This costs the forward's FLOPs; zero-stuffing dy to `frames` and
+    convolving with the whole kernel cost s times that, and XLA's own lhs-dilated convolution runs on a slow
+    generic path on CPU.
+    """
     kt = kernel.shape[0]
     pad = (kt - 1) // 2
-    t, t_out = x.shape[1], dy.shape[1]
-    # Input gradient: a stride-1 'same' convolution of dy (zero-stuffed to T frames when strided) with the
-    # time-flipped, in/out-swapped kernel.
-    if stride > 1:
-        span = stride * (t_out - 1) + 1
-        dy_full = lax.pad(dy, jnp.zeros((), dy.dtype), ((0, 0, 0), (0, t - span, stride - 1), (0, 0, 0), (0, 0, 0)))
-    else:
-        dy_full = dy
-    dx = _tconv(dy_full, jnp.flip(kernel, 0).transpose(0, 1, 3, 2), 1)
-    # Kernel gradient: dW[k] = sum over (b, t', v) of x[b, s t' + k - pad, v, :]^T dy[b, t', v, :], one matmul per
-    # tap. NOTE: XLA:CPU computes the autodiff version as a convolution whose window spans the whole clip, at a
-    # third of the forward's speed from 128 channels on; the whole ST-GCN step is ~10% faster with matmuls for
-    # every layer (docs/PERFORMANCE.md).
+    flipped = jnp.flip(kernel, 0).transpose(0, 1, 3, 2)  # [kt, 1, C_out, C_in]
+    conv = functools.partial(lax.conv_general_dilated, window_strides=(1, 1), padding="VALID",
+                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if stride == 1:
+        return conv(jnp.pad(dy, ((0, 0), (pad, pad), (0, 0), (0, 0))), flipped)
+    t_out = dy.shape[1]
+    phases = []
+    for r in range(stride):
+        # dx[s*q + r] = sum_j dy[q - j] W[s*j + r + pad]^T over the j whose tap k lies in [0, kt).
+        j_lo, j_hi = -((r + pad) // stride), (kt - 1 - r - pad) // stride
+        n_r = -(-(frames - r) // stride)  # frames of this phase
+        taps = flipped[kt - 1 - (stride * j_hi + r + pad)::stride][:j_hi - j_lo + 1]  # k descending from s*j_hi+r+pad
+        # Correlation with the reversed taps: out[q] = sum_i dy[q + i - j_hi] taps[i]; pad dy to length n_r + len - 1.
+        dy_r = lax.pad(dy, jnp.zeros((), dy.dtype),
+                       ((0, 0, 0), (j_hi, n_r + (j_hi - j_lo) - t_out - j_hi, 0), (0, 0, 0), (0, 0, 0)))
+        phases.append(conv(dy_r, taps))
+    # Interleave the phases back into frame order (the later phases may be one frame shorter).
+    n0 = phases[0].shape[1]
+    phases = [jnp.pad(ph, ((0, 0), (0, n0 - ph.shape[1]), (0, 0), (0, 0))) for ph in phases]
+    dx = jnp.stack(phases, axis=2)  # [B, n0, s, V, C_in]
+    return dx.reshape(dx.shape[0], n0 * stride, *dx.shape[3:])[:, :frames]
+
+
+def _kernel_grad(x, dy, kt: int, stride: int):
+    """dL/dkernel `[kt, 1, C_in, C_out]`: one matmul `dy^T [C_out, M] @ cols [M, kt*C_in]` over M = B*T'*V.
+
+    `cols` is the im2col of x (tap k of row (b, t', v) = x[b, s*t' + k - pad, v]). XLA:CPU computes the autodiff
+    version as a convolution whose window spans the whole clip, and one matmul per tap as `x_k^T dy` made it
+    transpose every tap's slice of x; a single product with wide (kt*C_in) rows keeps every operand in its
+    layout except dy (docs/PERFORMANCE.md).
+    """
+    pad = (kt - 1) // 2
+    c_in, c_out, t_out = x.shape[-1], dy.shape[-1], dy.shape[1]
     xp = jnp.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0)))
-    dkernel = jnp.stack([jnp.einsum("btvi,btvo->io", xp[:, k:k + stride * (t_out - 1) + 1:stride], dy)
-                         for k in range(kt)])[:, None]
+    span = stride * (t_out - 1) + 1
+    cols = jnp.concatenate([xp[:, k:k + span:stride] for k in range(kt)], axis=-1).reshape(-1, kt * c_in)
+    grad = dy.reshape(-1, c_out).T @ cols  # [C_out, kt*C_in]
+    return grad.reshape(c_out, kt, c_in).transpose(1, 2, 0)[:, None]
+
+
+def _temporal_conv_bwd(stride, residuals, dy):
+    x, kernel = residuals
+    dx = _input_grad(dy, kernel, stride, x.shape[1])
+    dkernel = _kernel_grad(x, dy, kernel.shape[0], stride)
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
 
