@@ -63,9 +63,10 @@ def test_step_mode_reports_throughput_flops_and_memory(tmp_path):
 def test_data_mode_measures_the_pipeline(tmp_path):
     out = tmp_path / "data.json"
     assert benchmark.main(["--json", str(out), "data", "--no-step", "--workers", "0", "--examples", "16",
-                           "--batch", "8"]) == 0
+                           "--batch", "8", "--cached", "--warmup-batches", "2"]) == 0
     r = json.loads(out.read_text())
     assert r["generate"] > 0 and r["pipeline_0"] > 0
+    assert r["pipeline_cached_0"] > r["pipeline_0"]  # the cached pass renders nothing
 
 
 def test_stgcn_vs_torch_runs_both_and_prints_the_ratio(capsys):

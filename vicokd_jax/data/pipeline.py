@@ -115,9 +115,12 @@ def crop_and_resize(rgb: np.ndarray, box: tuple[int, int, int], size: int) -> np
     if side == size:
         return np.ascontiguousarray(patch)
     m = _resize_matrix(size, side)
-    out = np.einsum("sh,...hwc->...swc", m, patch.astype(np.float32))
-    out = np.einsum("rw,...swc->...src", m, out)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    lead = patch.shape[:-3]
+    # Separable resize as two batched matmuls (np.einsum ran these as unvectorised loops: 6x slower, which made
+    # the crop most of the cost of a cached training example).
+    out = m @ patch.astype(np.float32).reshape(*lead, side, side * 3)  # rows:    [..., size, side * 3]
+    out = m @ out.reshape(-1, side, 3)  # columns: [... * size, size, 3]
+    return np.clip(np.rint(out.reshape(*lead, size, size, 3)), 0, 255).astype(np.uint8)
 
 
 def _crop_box(height: int, width: int, cfg: PipelineConfig, rng) -> tuple[int, int, int]:
