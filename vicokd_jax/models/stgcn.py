@@ -106,10 +106,11 @@ def _input_grad(dy, kernel, stride: int, frames: int):
         # dx[s*q + r] = sum_j dy[q - j] W[s*j + r + pad]^T over the j whose tap k lies in [0, kt).
         j_lo, j_hi = -((r + pad) // stride), (kt - 1 - r - pad) // stride
         n_r = -(-(frames - r) // stride)  # frames of this phase
-        taps = flipped[kt - 1 - (stride * j_hi + r + pad)::stride][:j_hi - j_lo + 1]  # k descending from s*j_hi+r+pad
-        # Correlation with the reversed taps: out[q] = sum_i dy[q + i - j_hi] taps[i]; pad dy to length n_r + len - 1.
-        dy_r = lax.pad(dy, jnp.zeros((), dy.dtype),
-                       ((0, 0, 0), (j_hi, n_r + (j_hi - j_lo) - t_out - j_hi, 0), (0, 0, 0), (0, 0, 0)))
+        # The phase's taps, k = s*j_hi + r + pad down to s*j_lo + r + pad (flipped is indexed by kt - 1 - k).
+        taps = flipped[kt - 1 - (stride * j_hi + r + pad)::stride][:j_hi - j_lo + 1]
+        # A correlation with them, out[q] = sum_i dy[q + i - j_hi] taps[i]: dy padded to n_r + (j_hi - j_lo) frames
+        # (negative padding crops).
+        dy_r = lax.pad(dy, jnp.zeros((), dy.dtype), ((0, 0, 0), (j_hi, n_r - j_lo - t_out, 0), (0, 0, 0), (0, 0, 0)))
         phases.append(conv(dy_r, taps))
     # Interleave the phases back into frame order (the later phases may be one frame shorter).
     n0 = phases[0].shape[1]
