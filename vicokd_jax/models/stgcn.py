@@ -99,7 +99,7 @@ def _input_grad(dy, kernel, stride: int, frames: int):
     conv = functools.partial(lax.conv_general_dilated, window_strides=(1, 1), padding="VALID",
                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if stride == 1:
-        return conv(jnp.pad(dy, ((0, 0), (pad, pad), (0, 0), (0, 0))), flipped)
+        return _tconv(dy, flipped, 1)
     t_out = dy.shape[1]
     phases = []
     for r in range(stride):
