@@ -306,7 +306,7 @@ def _pipeline_rate(source, cfg, batch: int, workers: int, examples: int, warmup_
 
 
 def _fed_rate(cfg, mesh, source, example: dict, steps: int) -> float:
-    """Clips/s of the student-stage step fed by the training pipeline (config's worker count), as in the loop."""
+    """Clips/s of the student-stage step fed by the training pipeline (`cfg.data.num_workers`), as in the loop."""
     import dataclasses
 
     import jax
@@ -382,9 +382,13 @@ def bench_data(args) -> dict:
         ratios += f", cached epochs (0 workers) {result['pipeline_cached_0'] / step['clips_per_s']:.2f}x"
     print(f"data: student-stage step (preset {cfg.model.preset}, batch {batch}) consumes "
           f"{step['clips_per_s']:.1f} clips/s; pipeline / step: {ratios}", flush=True)
+    default_workers = cfg.data.num_workers
+    if args.fed_workers is not None:
+        cfg.data.num_workers = args.fed_workers
     fed = _fed_rate(cfg, mesh, source, example, args.steps)
     result["loop_clips_per_s"] = fed
-    print(f"data: pipeline ({cfg.data.num_workers} worker(s), the config default) feeding the step: {fed:.1f} "
+    which = "the config default" if cfg.data.num_workers == default_workers else "--fed-workers"
+    print(f"data: pipeline ({cfg.data.num_workers} worker(s), {which}) feeding the step: {fed:.1f} "
           f"clips/s ({100 * fed / step['clips_per_s']:.0f}% of the step alone)", flush=True)
     return result
 
@@ -587,6 +591,9 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--data-dir", help="TFDS data_dir (default ~/tensorflow_datasets)")
     data.add_argument("--steps", type=int, default=10)
     data.add_argument("--no-step", action="store_true", help="pipeline only")
+    data.add_argument("--fed-workers", type=int,
+                      help="grain workers of the pipeline feeding the step (default: data.num_workers of the config; "
+                           "the sweep uses 0 with --prepared ArrayRecord data)")
     data.add_argument("--cached", action="store_true",
                       help="also measure epochs after the first, read from the in-memory example cache "
                            "(data.cache_examples, the default for SynthMV on the fly)")
