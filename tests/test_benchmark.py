@@ -89,3 +89,26 @@ def test_scaling_mode_fsdp_shards_state_and_adds_collectives(tmp_path):
     assert dp["collectives"]["all-reduce"] >= 1  # gradient reduction
     assert fsdp["collectives"]["all-gather"] >= 1  # parameters gathered for the forward
     np.testing.assert_array_less(0, [dp["compile_s"], fsdp["compile_s"]])
+
+
+def test_stgcn_flops_count_the_chunked_kernel_gradient_in_full(monkeypatch):
+    # XLA's cost analysis counts a while loop's body once; the tool must report the same FLOPs however many batch
+    # chunks the kernel gradient loops over (and a chunked compile alone would report fewer).
+    from vicokd_jax.models import stgcn
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 1, 12, 25, 3), dtype=np.float32)
+    y = rng.integers(0, 5, 4).astype(np.int32)
+    flops = {}
+    for chunks in (1, 4):
+        monkeypatch.setattr(stgcn, "KERNEL_GRAD_CHUNKS", chunks)
+        flops[chunks] = benchmark._jax_stgcn_step(x, y, 5, 0.1, 0.9, 1e-4, [8, 8], [1, 2])[2]
+    assert flops[1] > 0 and flops[4] == flops[1]
+
+    monkeypatch.setattr(stgcn, "KERNEL_GRAD_CHUNKS", 4)
+    kernel = jnp.zeros((9, 1, 8, 8))
+    grad = jax.jit(lambda a: jax.grad(lambda w: stgcn.temporal_conv(a, w, 1).sum())(kernel))
+    chunked = benchmark._cost_flops(grad.lower(jnp.ones((4, 12, 25, 8))).compile())
+    monkeypatch.setattr(stgcn, "KERNEL_GRAD_CHUNKS", 1)
+    grad = jax.jit(lambda a: jax.grad(lambda w: stgcn.temporal_conv(a, w, 1).sum())(kernel))
+    assert benchmark._cost_flops(grad.lower(jnp.ones((4, 12, 25, 8))).compile()) > chunked

@@ -30,6 +30,19 @@ def test_temporal_conv_custom_vjp_equals_autodiff(channels, stride, frames):
         np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-4, err_msg=name)
 
 
+@pytest.mark.parametrize("batch,chunks", [(1, 4), (4, 4), (6, 4), (5, 2), (8, 1)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_kernel_grad_in_batch_chunks_equals_autodiff(batch, chunks, stride):
+    # chunks that do not divide the batch fall back to the largest divisor below them (6 -> 3, 5 -> 1).
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((batch, 11, 5, 8)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((9, 1, 8, 16)) / np.sqrt(72), jnp.float32)
+    dy = jnp.asarray(rng.standard_normal(_reference_conv(x, kernel, stride).shape), jnp.float32)
+    want = jax.vjp(lambda w: _reference_conv(x, w, stride), kernel)[1](dy)[0]
+    got = stgcn._kernel_grad(x, dy, 9, stride, chunks=chunks)
+    np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-4)
+
+
 def test_graph_conv_equals_conv_then_aggregate():
     rng = np.random.default_rng(1)
     adjacency = jnp.asarray(get_graph("nturgb+d").A * rng.uniform(0.5, 1.5, (3, 25, 25)), jnp.float32)

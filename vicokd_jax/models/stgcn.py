@@ -119,7 +119,29 @@ def _input_grad(dy, kernel, stride: int, frames: int):
     return dx.reshape(dx.shape[0], n0 * stride, *dx.shape[3:])[:, :frames]
 
 
-def _kernel_grad(x, dy, kt: int, stride: int):
+# Batch chunks of the kernel gradient's im2col (see `_kernel_grad`).
+KERNEL_GRAD_CHUNKS = 4
+
+
+def _kernel_grad(x, dy, kt: int, stride: int, chunks: int | None = None):
+    """dL/dkernel `[kt, 1, C_in, C_out]`, accumulated over `chunks` slices of the batch (a loop).
+
+    The im2col below is 9x the size of x (184 MB per layer at B=16, M=2, T=100). Built for the whole batch, XLA:CPU
+    schedules every layer's early (it depends only on the forward's x) and keeps them all alive: 1.8 GB of the
+    ST-GCN step's 3.9 GB of temporaries, which the CPU client maps afresh every step (about 0.25 M page faults
+    per GB). Inside a loop over batch chunks it exists once, a chunk at a time (docs/PERFORMANCE.md).
+    """
+    n = x.shape[0]
+    chunks = min(chunks or KERNEL_GRAD_CHUNKS, n)
+    while n % chunks:
+        chunks -= 1
+    if chunks == 1:
+        return _kernel_grad_im2col(x, dy, kt, stride)
+    split = lambda a: a.reshape(chunks, n // chunks, *a.shape[1:])
+    return lax.map(lambda xd: _kernel_grad_im2col(*xd, kt, stride), (split(x), split(dy))).sum(0)
+
+
+def _kernel_grad_im2col(x, dy, kt: int, stride: int):
     """dL/dkernel `[kt, 1, C_in, C_out]`: one matmul `dy^T [C_out, M] @ cols [M, kt*C_in]` over M = B*T'*V.
 
     `cols` is the im2col of x (tap k of row (b, t', v) = x[b, s*t' + k - pad, v]). XLA:CPU computes the autodiff
