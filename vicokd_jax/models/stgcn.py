@@ -22,7 +22,8 @@ but the computation is arranged for channels-last without activation transposes:
   activations forwards and backwards).
 * temporal convolution with a custom VJP: the input gradient is a plain stride-1 convolution (polyphase for
   strided layers, instead of XLA's lhs-dilated convolution, which the CPU backend runs on a slow generic path),
-  and the kernel gradient is one im2col matmul instead of a convolution whose window spans the whole clip.
+  and the kernel gradient is one im2col matmul instead of a convolution whose window spans the whole clip,
+  accumulated over batch chunks in a loop so that one chunk's im2col is alive at a time, not every layer's.
 """
 from __future__ import annotations
 
