@@ -133,7 +133,9 @@ def _kernel_grad(x, dy, kt: int, stride: int, chunks: int | None = None):
     per GB). Inside a loop over batch chunks it exists once, a chunk at a time (docs/PERFORMANCE.md).
     """
     n = x.shape[0]
-    chunks = min(chunks or KERNEL_GRAD_CHUNKS, n)
+    # NOTE: with several devices the batch is sharded, and XLA all-gathers x and dy to loop over contiguous batch
+    # chunks (a strided split kept the sharding but lost the memory saving): chunk only on one device.
+    chunks = min(chunks or (KERNEL_GRAD_CHUNKS if jax.device_count() == 1 else 1), n)
     while n % chunks:
         chunks -= 1
     if chunks == 1:
