@@ -134,7 +134,8 @@ def _kernel_grad(x, dy, kt: int, stride: int, chunks: int | None = None):
     """
     n = x.shape[0]
     # NOTE: with several devices the batch is sharded, and XLA all-gathers x and dy to loop over contiguous batch
-    # chunks (a strided split kept the sharding but lost the memory saving): chunk only on one device.
+    # chunks: chunk only on one device. (A strided split, chunk index minor, kept the sharding; its memory on one
+    # device is unmeasured.)
     chunks = min(chunks or (KERNEL_GRAD_CHUNKS if jax.device_count() == 1 else 1), n)
     while n % chunks:
         chunks -= 1
