@@ -62,11 +62,20 @@ def test_step_mode_reports_throughput_flops_and_memory(tmp_path):
 
 def test_data_mode_measures_the_pipeline(tmp_path):
     out = tmp_path / "data.json"
+    # Batch 1 keeps the warm-up past grain's 16-thread read-ahead cheap (~50 clips rendered per pass, ~1.5 s).
     assert benchmark.main(["--json", str(out), "data", "--no-step", "--workers", "0", "--examples", "16",
-                           "--batch", "8", "--cached", "--warmup-batches", "2"]) == 0
+                           "--batch", "1", "--cached", "--warmup-batches", "17"]) == 0
     r = json.loads(out.read_text())
     assert r["generate"] > 0 and r["pipeline_0"] > 0
     assert r["pipeline_cached_0"] > r["pipeline_0"]  # the cached pass renders nothing
+
+
+def test_data_mode_refuses_a_warmup_inside_the_read_ahead(capsys):
+    # A warm-up shorter than grain's read-ahead times buffered batches: CI once saw 19319 examples/s from a
+    # pipeline that renders 46/s, and the cached pass "slower" than rendering.
+    with pytest.raises(SystemExit):
+        benchmark.main(["data", "--no-step", "--workers", "0", "--warmup-batches", "2"])
+    assert "--warmup-batches 2 must exceed grain's read-ahead of 16" in capsys.readouterr().err
 
 
 def test_stgcn_vs_torch_runs_both_and_prints_the_ratio(capsys):
