@@ -105,7 +105,6 @@ def test_stgcn_flops_count_the_chunked_kernel_gradient_in_full(monkeypatch):
     # chunks the kernel gradient loops over (and a chunked compile alone would report fewer).
     from vicokd_jax.models import stgcn
 
-    monkeypatch.setattr(jax, "device_count", lambda: 1)  # the model chunks only on one device; tests have 8
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 1, 12, 25, 3), dtype=np.float32)
     y = rng.integers(0, 5, 4).astype(np.int32)

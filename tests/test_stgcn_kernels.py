@@ -43,6 +43,25 @@ def test_kernel_grad_in_batch_chunks_equals_autodiff(batch, chunks, stride):
     np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-4)
 
 
+def test_kernel_grad_on_a_sharded_batch_loops_locally():
+    # 32 rows over the tests' 8 devices: 4 chunks of one row per device. The strided split keeps every chunk
+    # sharded like the batch, so the only collective is the all-reduce of the gradient; contiguous chunks made XLA
+    # all-gather x and dy (a whole batch per device).
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    assert jax.device_count() == 8  # tests/conftest.py
+    rows = NamedSharding(Mesh(jax.devices(), ("data",)), PartitionSpec("data"))
+    rng = np.random.default_rng(2)
+    x = jax.device_put(jnp.asarray(rng.standard_normal((32, 11, 5, 8)), jnp.float32), rows)
+    dy = jax.device_put(jnp.asarray(rng.standard_normal((32, 11, 5, 16)), jnp.float32), rows)
+    grad = jax.jit(lambda a, b: stgcn._kernel_grad(a, b, 9, 1))
+    hlo = grad.lower(x, dy).compile().as_text()
+    assert "all-gather" not in hlo and "all-reduce" in hlo
+    assert "while" in hlo  # it did chunk
+    want = stgcn._kernel_grad_im2col(np.asarray(x), np.asarray(dy), 9, 1)
+    np.testing.assert_allclose(grad(x, dy), want, atol=2e-4, rtol=1e-4)
+
+
 def test_graph_conv_equals_conv_then_aggregate():
     rng = np.random.default_rng(1)
     adjacency = jnp.asarray(get_graph("nturgb+d").A * rng.uniform(0.5, 1.5, (3, 25, 25)), jnp.float32)

@@ -133,15 +133,17 @@ def _kernel_grad(x, dy, kt: int, stride: int, chunks: int | None = None):
     per GB). Inside a loop over batch chunks it exists once, a chunk at a time (docs/PERFORMANCE.md).
     """
     n = x.shape[0]
-    # NOTE: with several devices the batch is sharded, and XLA all-gathers x and dy to loop over contiguous batch
-    # chunks: chunk only on one device. (A strided split, chunk index minor, kept the sharding; its memory on one
-    # device is unmeasured.)
-    chunks = min(chunks or (KERNEL_GRAD_CHUNKS if jax.device_count() == 1 else 1), n)
-    while n % chunks:
+    # The batch may be sharded over every device: the chunk count divides each device's rows.
+    rows = n // jax.device_count() if n % jax.device_count() == 0 else n
+    chunks = max(1, min(chunks or KERNEL_GRAD_CHUNKS, rows))
+    while rows % chunks:
         chunks -= 1
     if chunks == 1:
         return _kernel_grad_im2col(x, dy, kt, stride)
-    split = lambda a: a.reshape(chunks, n // chunks, *a.shape[1:])
+    # NOTE: chunk c takes rows c, c + chunks, ... (the chunk index minor): every chunk then holds rows of every
+    # device, each device loops over its own rows, and the sum is one all-reduce. Contiguous chunks (chunk index
+    # major) made XLA all-gather x and dy on a data-parallel mesh.
+    split = lambda a: a.reshape(n // chunks, chunks, *a.shape[1:]).swapaxes(0, 1)
     return lax.map(lambda xd: _kernel_grad_im2col(*xd, kt, stride), (split(x), split(dy))).sum(0)
 
 
