@@ -34,6 +34,7 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from vicokd_jax.models.graph import get_graph
@@ -142,9 +143,16 @@ def _kernel_grad(x, dy, kt: int, stride: int, chunks: int | None = None):
         return _kernel_grad_im2col(x, dy, kt, stride)
     # NOTE: chunk c takes rows c, c + chunks, ... (the chunk index minor): every chunk then holds rows of every
     # device, each device loops over its own rows, and the sum is one all-reduce. Contiguous chunks (chunk index
-    # major) made XLA all-gather x and dy on a data-parallel mesh.
-    split = lambda a: a.reshape(n // chunks, chunks, *a.shape[1:]).swapaxes(0, 1)
-    return lax.map(lambda xd: _kernel_grad_im2col(*xd, kt, stride), (split(x), split(dy))).sum(0)
+    # major) made XLA all-gather x and dy on a data-parallel mesh. Indexing inside the loop (not a swapaxes
+    # before it) and a running sum (not a stacked map) keep x, dy and the partial gradients uncopied.
+    xs, dys = (a.reshape(n // chunks, chunks, *a.shape[1:]) for a in (x, dy))
+
+    def add_chunk(c, grad):
+        chunk = lambda a: lax.dynamic_index_in_dim(a, c, axis=1, keepdims=False)  # noqa: E731
+        return grad + _kernel_grad_im2col(chunk(xs), chunk(dys), kt, stride)
+
+    zero = jnp.zeros((kt, 1, x.shape[-1], dy.shape[-1]), jnp.result_type(x, dy))
+    return lax.fori_loop(0, chunks, add_chunk, zero)
 
 
 def _kernel_grad_im2col(x, dy, kt: int, stride: int):
@@ -158,8 +166,11 @@ def _kernel_grad_im2col(x, dy, kt: int, stride: int):
     pad = (kt - 1) // 2
     c_in, c_out, t_out = x.shape[-1], dy.shape[-1], dy.shape[1]
     xp = jnp.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0)))
-    span = stride * (t_out - 1) + 1
-    cols = jnp.concatenate([xp[:, k:k + span:stride] for k in range(kt)], axis=-1).reshape(-1, kt * c_in)
+    # NOTE: a gather with constant indices, not a concatenate of kt slices: XLA:CPU fuses it into one loop that
+    # writes cols once, where the concatenate first materialised each slice (2x the memory, 1.2-1.8x the time).
+    frames = stride * np.arange(t_out)[:, None] + np.arange(kt)[None]  # [T', kt]: the frame of tap k
+    cols = xp[:, frames]  # [B, T', kt, V, C_in]
+    cols = cols.transpose(0, 1, 3, 2, 4).reshape(-1, kt * c_in)
     grad = dy.reshape(-1, c_out).T @ cols  # [C_out, kt*C_in]
     return grad.reshape(c_out, kt, c_in).transpose(1, 2, 0)[:, None]
 
