@@ -86,6 +86,18 @@ def test_stgcn_vs_torch_runs_both_and_prints_the_ratio(capsys):
     assert "speed-up jax/torch = " in text and "GFLOP/step" in text
 
 
+def test_stgcn_steps_per_call_makes_that_many_updates():
+    # The scan of K steps must be K real SGD updates (the tool divides its time by K).
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 1, 8, 25, 3), dtype=np.float32)
+    y = rng.integers(0, 5, 2).astype(np.int32)
+    hyper = (5, 0.1, 0.9, 1e-4, [8, 8], [1, 2])
+    one = benchmark._jax_stgcn_step(x, y, *hyper)[0]
+    losses = [one() for _ in range(3)]
+    three = benchmark._jax_stgcn_step(x, y, *hyper, steps_per_call=3)[0]
+    assert three() == pytest.approx(losses[-1], rel=1e-4) and losses[-1] != pytest.approx(losses[0], rel=1e-4)
+
+
 def test_scaling_mode_fsdp_shards_state_and_adds_collectives(tmp_path):
     """A subprocess with 8 fake devices compiles the micro student stage for DP and FSDP (nothing runs)."""
     out = tmp_path / "scaling.json"

@@ -32,13 +32,14 @@ def _cfg(*extra):
 SKELETON_ONLY = "model.teacher_modalities=('skeleton',)"
 
 
-def _teacher_setup(cfg, mesh, fsdp_min_size=2**16):
+def _teacher_setup(cfg, mesh, fsdp_min_size=2**16, steps_per_call=1):
     source = loop.make_source(cfg, "train")
     example = loop.example_batch(source, cfg)
     model = presets.teacher_from_config(cfg)
     tx, schedule = make_optimizer(cfg.train, cfg.train.steps, cfg.train.lr)
     state, shardings = create_state(loop._teacher_init(model, cfg, example), tx, 0, mesh, fsdp_min_size)
-    step = step_lib.make_train_step("teacher", model, tx, schedule, cfg, mesh, shardings)
+    step = step_lib.make_train_step("teacher", model, tx, schedule, cfg, mesh, shardings,
+                                    steps_per_call=steps_per_call)
     batches = pipeline.make_dataset(source, loop.pipeline_config(cfg, True, cfg.train.batch_size))
     return state, shardings, step, iter(batches)
 
@@ -60,6 +61,63 @@ def test_sharded_steps_equal_single_device():
         assert float(m8["loss/total"]) == pytest.approx(float(m1["loss/total"]), rel=1e-5), (data, fsdp)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-6),
                      s1.params, s8.params)
+
+
+def test_several_steps_per_call_equal_one_step_per_call():
+    """train.steps_per_call=3: one call over 3 stacked batches (on 8 devices) makes the same 3 updates."""
+    cfg = _cfg(SKELETON_ONLY)
+    mesh = parallel.make_mesh(-1, 1)
+    single, _, step1, batches = _teacher_setup(cfg, mesh)
+    hosts = [next(batches) for _ in range(3)]
+    losses = []
+    for host in hosts:
+        single, m = step1(single, parallel.global_batch(host, mesh))
+        losses.append(float(m["loss/total"]))
+    multi, _, step3, _ = _teacher_setup(cfg, mesh, steps_per_call=3)
+    stacked = parallel.global_batches(hosts, mesh)
+    assert stacked["skeleton"].shape[:2] == (3, cfg.train.batch_size)
+    multi, m3 = step3(multi, stacked)
+    assert m3["loss/total"].shape == (3,) and int(multi.step) == 3
+    np.testing.assert_allclose(np.asarray(m3["loss/total"]), losses, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6),
+                 single.params, multi.params)
+
+
+def test_multi_step_calls_end_on_every_log_and_checkpoint_point():
+    train = vk.config.default_config("vicokd").train
+    train.steps_per_call, train.log_every, train.checkpoint_every, train.eval_every = 8, 4, 6, 0
+    done, sizes = 0, []
+    while done < 13:
+        sizes.append(loop._call_size(done, 13, train))
+        done += sizes[-1]
+    assert sizes == [4, 2, 2, 4, 1]  # to 4 (log), 6 (checkpoint), 8, 12 (both), 13 (the end)
+
+
+def test_a_stage_trained_with_several_steps_per_call_logs_and_saves_the_same(tmp_path):
+    # Points at steps 2, 3, 4, 6: the calls of up to 4 steps are 2, 1, 1 and 2 steps long.
+    runs = {}
+    for per_call in (1, 4):
+        cfg = _cfg(SKELETON_ONLY, "train.log_every=2", f"train.steps_per_call={per_call}")
+        result = loop.train_stage("teacher", cfg, tmp_path / str(per_call))
+        records = [json.loads(x) for x in (tmp_path / str(per_call) / "teacher" / "metrics.jsonl").read_text()
+                   .splitlines()]
+        saved = sorted(int(p.name) for p in (tmp_path / str(per_call) / "teacher" / "checkpoints").iterdir())
+        runs[per_call] = result, {r["step"]: r for r in records if "loss/total" in r}, saved
+    (one, logs1, saved1), (four, logs4, saved4) = runs[1], runs[4]
+    assert sorted(logs4) == sorted(logs1) == [2, 4, 6] and saved4 == saved1
+    for step in logs1:
+        assert logs4[step]["loss/total"] == pytest.approx(logs1[step]["loss/total"], rel=1e-4), step
+    assert four["top1"] == pytest.approx(one["top1"]) and four["steps"] == 6
+
+
+def test_first_nonfinite_step_inside_a_multi_step_call():
+    ok = {"nonfinite": jnp.zeros(3, jnp.int32), "loss/total": jnp.ones(3)}
+    bad = {"nonfinite": jnp.asarray([0, 1, 1], jnp.int32), "loss/total": jnp.asarray([1.0, jnp.nan, 2.0])}
+    record = loop._record_first_nonfinite(None, ok, 3)  # steps 1-3
+    assert int(record["step"]) == -1
+    record = loop._record_first_nonfinite(record, bad, 6)  # steps 4-6: step 5 is the first bad one
+    record = loop._record_first_nonfinite(record, bad, 9)  # a later bad step does not replace it
+    assert int(record["step"]) == 5 and np.isnan(float(record["metrics"]["loss/total"]))
 
 
 def test_no_recompilation_and_exact_resume_from_a_checkpoint(tmp_path):

@@ -417,8 +417,12 @@ def bench_data(args) -> dict:
 # ------------------------------------------------------------------------------------------------------------
 # stgcn-vs-torch
 # ------------------------------------------------------------------------------------------------------------
-def _jax_stgcn_step(x, y, num_classes: int, lr: float, momentum: float, weight_decay: float, channels, strides):
-    """Our ST-GCN SGD train step (forward, backward, update, BN statistics), compiled; -> run() closure."""
+def _jax_stgcn_step(x, y, num_classes: int, lr: float, momentum: float, weight_decay: float, channels, strides,
+                    steps_per_call: int = 1):
+    """Our ST-GCN SGD train step (forward, backward, update, BN statistics), compiled; -> run() closure.
+
+    steps_per_call > 1: one call makes that many steps in a `lax.scan` (on the same batch), as the training loop
+    does with `train.steps_per_call`; run() then returns after all of them."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -441,8 +445,16 @@ def _jax_stgcn_step(x, y, num_classes: int, lr: float, momentum: float, weight_d
 
     carry = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
     x, y = jnp.asarray(x), jnp.asarray(y)
+    called = step
+    if steps_per_call > 1:
+        def called(params, batch_stats, opt_state, x, y):
+            def one(c, _):
+                *c, loss = step(*c, x, y)
+                return tuple(c), loss
+            c, losses = jax.lax.scan(one, (params, batch_stats, opt_state), length=steps_per_call)
+            return (*c, losses[-1])
     start = time.perf_counter()
-    compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(*carry, x, y).compile()
+    compiled = jax.jit(called, donate_argnums=(0, 1, 2)).lower(*carry, x, y).compile()
     compile_s = time.perf_counter() - start
 
     with _unchunked_kernel_grads():  # a fresh trace of the same step, for its FLOPs
@@ -487,17 +499,20 @@ def bench_stgcn_vs_torch(args) -> dict:
     y = rng.integers(0, args.classes, args.batch).astype(np.int32)
     hyper = dict(num_classes=args.classes, lr=0.01, momentum=0.9, weight_decay=5e-4, channels=args.channels,
                  strides=args.strides)
-    jax_run, compile_s, flops = _jax_stgcn_step(x, y, **hyper)
+    per_call = args.steps_per_call
+    jax_run, compile_s, flops = _jax_stgcn_step(x, y, **hyper, steps_per_call=per_call)
     torch_run = _torch_stgcn_step(x, y, threads=args.threads, **hyper)
+    calls = f", {per_call} steps per call" if per_call > 1 else ""
     print(f"stgcn-vs-torch: B={args.batch}, M={args.persons}, T={args.frames}, 25 joints, SGD; jax compile "
-          f"{compile_s:.1f} s, {flops / 1e9:.1f} GFLOP/step (XLA cost analysis); torch {args.threads} threads",
-          flush=True)
+          f"{compile_s:.1f} s, {flops / 1e9:.1f} GFLOP/step (XLA cost analysis){calls}; torch {args.threads} "
+          "threads", flush=True)
     med = interleaved_medians({"jax": jax_run, "torch": torch_run}, args.reps, warmup=2, settle=1)
+    med["jax"] /= per_call  # time per step
     ratio = med["torch"] / med["jax"]
     print(f"stgcn-vs-torch: jax {med['jax'] * 1e3:.0f} ms/step ({args.batch / med['jax']:.1f} clips/s), torch "
           f"{med['torch'] * 1e3:.0f} ms/step ({args.batch / med['torch']:.1f} clips/s); speed-up jax/torch = "
           f"{ratio:.2f}x (medians of {args.reps}, interleaved, each timed step the second of a pair)", flush=True)
-    return dict(jax_s=med["jax"], torch_s=med["torch"], speedup=ratio, compile_s=compile_s)
+    return dict(jax_s=med["jax"], torch_s=med["torch"], speedup=ratio, compile_s=compile_s, steps_per_call=per_call)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -628,6 +643,8 @@ def _parser() -> argparse.ArgumentParser:
     vs.add_argument("--frames", type=int, default=100)
     vs.add_argument("--classes", type=int, default=60)
     vs.add_argument("--reps", type=int, default=10)
+    vs.add_argument("--steps-per-call", type=int, default=1,
+                    help="our steps per compiled call (lax.scan), as train.steps_per_call; times are per step")
     vs.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads (= cores)")
     vs.add_argument("--channels", type=int, nargs="+", default=[64, 64, 64, 64, 128, 128, 128, 256, 256, 256],
                     help="block widths (default: the reference ST-GCN)")

@@ -99,6 +99,7 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         keep_checkpoints=2,
         eval_batch_size=32,
         on_nonfinite="raise",       # raise | skip
+        steps_per_call=1,           # K > 1: K steps per compiled call (lax.scan); ~10% faster ST-GCN steps on CPU
     ))
 
     # ---- devices -------------------------------------------------------------------------------------------
@@ -134,7 +135,7 @@ def validate(cfg) -> None:
         raise ValueError(f"config.train.on_nonfinite={cfg.train.on_nonfinite!r}; expected 'raise' or 'skip'")
     if cfg.model.dtype not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"config.model.dtype={cfg.model.dtype!r}; expected float32, bfloat16 or float16")
-    for key in ("steps", "batch_size", "log_every", "checkpoint_every", "eval_batch_size"):
+    for key in ("steps", "batch_size", "log_every", "checkpoint_every", "eval_batch_size", "steps_per_call"):
         if cfg.train[key] < 1:
             raise ValueError(f"config.train.{key}={cfg.train[key]} must be >= 1")
 

@@ -15,6 +15,7 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 AXES = ("data", "fsdp")
 _DEVICE_DTYPES = {np.dtype(np.int64): np.int32, np.dtype(np.float64): np.float32}  # what the step expects
 BATCH = P(AXES)  # leading (batch) dimension split over every device
+STACKED_BATCH = P(None, AXES)  # [K, B, ...]: the batches of K steps of one call (train.steps_per_call)
 
 
 def initialize_distributed() -> None:
@@ -93,6 +94,18 @@ def global_batch(host_batch: dict, mesh) -> dict:
     sharding = batch_sharding(mesh)
     return {key: jax.make_array_from_process_local_data(sharding, value)
             for key, value in _numeric_arrays(host_batch).items()}
+
+
+def stacked_batch_sharding(mesh) -> NamedSharding:
+    return NamedSharding(mesh, STACKED_BATCH)
+
+
+def global_batches(host_batches: list[dict], mesh) -> dict:
+    """K per-host numpy batches -> global jax arrays `[K, B, ...]`, each step's rows split like `global_batch`."""
+    sharding = stacked_batch_sharding(mesh)
+    arrays = [_numeric_arrays(batch) for batch in host_batches]
+    return {key: jax.make_array_from_process_local_data(sharding, np.stack([a[key] for a in arrays]))
+            for key in arrays[0]}
 
 
 def global_batch_from_full(batch: dict, mesh) -> dict:

@@ -277,8 +277,9 @@ def train_stage(stage: str, cfg, workdir) -> dict:
     state, shardings = create_state(init, tx, cfg.train.seed, mesh, cfg.mesh.fsdp_min_size)
     teacher_shardings = (jax.tree.map(lambda x: x.sharding, teacher_variables)
                          if teacher_variables is not None else None)
+    per_call = cfg.train.steps_per_call
     train_step = step_lib.make_train_step(stage, model, tx, schedule, cfg, mesh, shardings, teacher,
-                                          teacher_shardings)
+                                          teacher_shardings, steps_per_call=per_call)
     eval_fn = step_lib.make_eval_step(stage, model, cfg, mesh, teacher)
     test_source = make_source(cfg, cfg.data.test_split)
 
@@ -297,17 +298,23 @@ def train_stage(stage: str, cfg, workdir) -> dict:
     preempted = False
     pending: dict[str, Any] = writer.last_train_record(steps) if start == steps else {}
     first_bad = None  # device-side record of the first skipped (non-finite) update: no host sync per step
-    for step in range(start, steps):
-        batch = parallel.global_batch(next(data), mesh)
+    done = start
+    while done < steps:
+        if per_call == 1:
+            batch, n = parallel.global_batch(next(data), mesh), 1
+        else:  # the steps up to the next log, eval or checkpoint point, at most per_call, in one call
+            n = _call_size(done, steps, cfg.train)
+            batch = parallel.global_batches([next(data) for _ in range(n)], mesh)
         state, metrics = train_step(state, batch, *extra)
-        done = step + 1
+        done += n
         first_bad = _record_first_nonfinite(first_bad, metrics, done)
         log_point = done % cfg.train.log_every == 0 or done == steps
         saved = done % cfg.train.checkpoint_every == 0 or done == steps
         if cfg.train.on_nonfinite == "raise" and (log_point or saved or PREEMPTED.is_set()):
             _raise_if_nonfinite(stage, first_bad, checkpoints)  # before a checkpoint could save past it
         if log_point:
-            pending = {k: float(v) for k, v in jax.device_get(metrics).items()}  # the only host sync
+            fetched = jax.device_get(metrics)  # the only host sync; the last step's values when stacked [K]
+            pending = {k: float(v if per_call == 1 else v[-1]) for k, v in fetched.items()}
             pending.pop("nonfinite", None)
             pending["skipped"] = float(state.skipped)
             writer.write(done, pending)
@@ -358,13 +365,27 @@ def train_stage(stage: str, cfg, workdir) -> dict:
 # ------------------------------------------------------------------------------------------------------------
 # Failure handling
 # ------------------------------------------------------------------------------------------------------------
+def _call_size(done: int, steps: int, train) -> int:
+    """Steps in the next multi-step call: up to `train.steps_per_call`, ending at the next log, eval or checkpoint
+    point (or the last step), so every such point falls on a call boundary."""
+    every = [e for e in (train.log_every, train.checkpoint_every, train.eval_every) if e > 0]
+    next_point = min([steps] + [(done // e + 1) * e for e in every])
+    return min(train.steps_per_call, next_point - done)
+
+
 @jax.jit
 def _record_first_nonfinite(record, metrics: dict, done):
     """{"step", "metrics"} of the first update whose loss or gradient was non-finite (step -1: none yet).
 
-    Runs on device after every step (asynchronous), so the loop can name the exact step and loss term at its next
-    log point without fetching the metrics of every step.
+    Runs on device after every call (asynchronous), so the loop can name the exact step and loss term at its next
+    log point without fetching the metrics of every step. `metrics` of a multi-step call are stacked `[K]`, and
+    `done` counts the call's last step.
     """
+    if metrics["nonfinite"].ndim:  # a multi-step call: its first non-finite step, if any
+        bad = metrics["nonfinite"] > 0
+        first_in_call = jnp.argmax(bad)
+        done = done - bad.shape[0] + 1 + first_in_call
+        metrics = jax.tree.map(lambda m: m[first_in_call], metrics)
     if record is None:
         record = {"step": jnp.asarray(-1, jnp.int32), "metrics": jax.tree.map(jnp.zeros_like, metrics)}
     first = (record["step"] < 0) & (metrics["nonfinite"] > 0)

@@ -67,12 +67,17 @@ def _teacher_inputs(batch: dict, modalities) -> tuple:
 
 
 def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedule: optax.Schedule, cfg, mesh,
-                    state_shardings: TrainState, teacher=None, teacher_shardings=None) -> Callable:
+                    state_shardings: TrainState, teacher=None, teacher_shardings=None,
+                    steps_per_call: int = 1) -> Callable:
     """-> `step(state, batch[, teacher_variables]) -> (state, metrics)`, jit-compiled once per batch structure.
 
     `batch` holds global arrays (`parallel.global_batch`). Non-finite losses or gradients: the update is skipped
     (the state keeps its parameters; `skipped` counts it) and metrics["nonfinite"] is 1; the loop raises or goes
     on according to `train.on_nonfinite`.
+
+    steps_per_call > 1: the function takes the batches of K steps stacked, `[K, B, ...]`
+    (`parallel.global_batches`), makes K updates in one `lax.scan`, and returns every metric stacked `[K]`
+    (K is the leading size of the batch, so a shorter call compiles once more).
     """
     modalities = tuple(cfg.model.teacher_modalities)
 
@@ -113,12 +118,20 @@ def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedul
         metrics = dict(metrics, grad_norm=grad_norm, lr=schedule(state.step), nonfinite=(~finite).astype(jnp.int32))
         return new_state, metrics
 
-    batch_sh = parallel.batch_sharding(mesh)
+    def steps(state: TrainState, batches: dict, teacher_variables=None):
+        # NOTE: K updates per executable: XLA:CPU maps a step's temporaries afresh at every call (page faults,
+        # about 10% of an ST-GCN step on 2 cores); a scan pays that once per K steps (docs/PERFORMANCE.md).
+        return jax.lax.scan(lambda s, b: step(s, b, teacher_variables), state, batches)
+
+    if steps_per_call > 1:
+        fn, batch_sh = steps, parallel.stacked_batch_sharding(mesh)
+    else:
+        fn, batch_sh = step, parallel.batch_sharding(mesh)
     rep = parallel.replicated(mesh)
     if stage == "teacher":
-        return jax.jit(lambda s, b: step(s, b), donate_argnums=(0,), in_shardings=(state_shardings, batch_sh),
+        return jax.jit(lambda s, b: fn(s, b), donate_argnums=(0,), in_shardings=(state_shardings, batch_sh),
                        out_shardings=(state_shardings, rep))
-    return jax.jit(step, donate_argnums=(0,), in_shardings=(state_shardings, batch_sh, teacher_shardings),
+    return jax.jit(fn, donate_argnums=(0,), in_shardings=(state_shardings, batch_sh, teacher_shardings),
                    out_shardings=(state_shardings, rep))
 
 
