@@ -14,7 +14,9 @@ CLI:
 
 Layout of `root`: `teachers/<modalities>_<overlap>/` (one teacher per data setting, shared by every student of
 that setting), `runs/<run name>/` (one student run each, with its own summary.json), and the report files. A run
-whose summary.json exists is not redone; an interrupted run resumes from its checkpoints (vicokd_jax.launch).
+whose summary.json exists is not redone, provided it was made with the same config (up to
+vicokd_jax.config.EXECUTION_KEYS; otherwise the sweep stops with the changed keys); an interrupted run resumes
+from its checkpoints (vicokd_jax.launch).
 """
 from __future__ import annotations
 
@@ -166,11 +168,26 @@ def _read_summary(workdir: pathlib.Path):
     return None if summary.get("preempted") else summary
 
 
+def _check_same_config(cfg, workdir: pathlib.Path) -> None:
+    """A finished run is reused only if it was made with this config (up to config.EXECUTION_KEYS): otherwise
+    the table would mix results of different settings under one name."""
+    from vicokd_jax import config as config_lib
+
+    path = workdir / "config.json"
+    if not path.is_file():
+        return
+    changes = config_lib.result_changes(json.loads(path.read_text()), cfg)
+    if changes:
+        raise ValueError(f"{workdir} finished with a different config than this sweep asks for: " + "; ".join(changes)
+                         + ". Use another --root, or delete that folder to rerun it with the new config.")
+
+
 def _launch(cfg, workdir: pathlib.Path, log) -> dict:
     from vicokd_jax import launch
 
     summary = _read_summary(workdir)
     if summary is not None:
+        _check_same_config(cfg, workdir)
         log(f"[sweep] {workdir.name}: done earlier, reusing {workdir / 'summary.json'}")
         return summary
     log(f"[sweep] {workdir.name}: running in {workdir}")

@@ -139,3 +139,50 @@ def test_cli_smoke_sweep_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| student_only | 0.1 | partial | 1 |" in out and "| kd | 0.1 | partial | 1 |" in out
     assert (tmp_path / "runs" / "kd_lf0.1_partial_s0" / "export").is_dir()
+
+
+def test_a_finished_run_is_reused_only_with_the_same_config(tmp_path, monkeypatch):
+    """Rerunning a sweep with a setting that changes results (train.steps) must not reuse the old summaries under
+    the same names; a setting that only changes execution (train.log_every) must."""
+    from vicokd_jax import launch
+
+    launched = []
+
+    def fake_run(cfg, workdir):
+        launched.append(cfg.name)
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(json.dumps(cfg.to_dict()))
+        summary = ({"teacher": {"top1": 99.0}} if cfg.stages == ("teacher",) else _fake_summary(10.0))
+        (workdir / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    monkeypatch.setattr(launch, "run", fake_run)
+    specs = sweep.grid(("kd",))
+    sweep.run_sweep(specs, tmp_path, log=lambda m: None)
+    launched.clear()
+    sweep.run_sweep(specs, tmp_path, overrides=["train.log_every=7", "train.steps_per_call=2"], log=lambda m: None)
+    assert launched == []  # execution-only changes: both finished runs are reused
+    with pytest.raises(ValueError, match=r"teachers/skeleton_rgb_partial finished with a different config.*"
+                                         r"train\.steps: 400 -> 300.*another --root"):
+        sweep.run_sweep(specs, tmp_path, overrides=["train.steps=300"], log=lambda m: None)
+    assert launched == []
+
+
+def test_resuming_a_run_with_another_config_keeps_the_earlier_config(tmp_path, capsys):
+    from vicokd_jax import config as config_lib
+    from vicokd_jax import launch
+
+    cfg = config_lib.default_config("kd")
+    launch._write_config(cfg, tmp_path)
+    launch._write_config(cfg, tmp_path)  # same config: nothing kept, nothing printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"] and capsys.readouterr().out == ""
+    changed = config_lib.default_config("kd")
+    changed.train.lr, changed.train.log_every = 0.5, 3
+    launch._write_config(changed, tmp_path)
+    assert json.loads((tmp_path / "config.previous-1.json").read_text()) == json.loads(
+        json.dumps(config_lib.to_dict(cfg)))
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["lr"] == 0.5
+    out = capsys.readouterr().out
+    assert "train.lr: 0.001 -> 0.5" in out and "log_every" not in out  # only changes that affect results
+    launch._write_config(cfg, tmp_path)
+    assert (tmp_path / "config.previous-2.json").is_file()

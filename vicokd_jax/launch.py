@@ -48,7 +48,7 @@ def run(cfg, workdir) -> Summary:
     parallel.initialize_distributed()
     workdir = pathlib.Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(json.dumps(config_lib.to_dict(cfg), indent=1))
+    _write_config(cfg, workdir)
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     loop.PREEMPTED.clear()
     summary = Summary(workdir=str(workdir), name=cfg.name)
@@ -71,6 +71,22 @@ def run(cfg, workdir) -> Summary:
     if jax.process_index() == 0:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     return summary
+
+
+def _write_config(cfg, workdir: pathlib.Path) -> None:
+    """Write workdir/config.json. Resuming with a different config keeps the earlier one (config.previous-N.json)
+    and prints the changes that affect results, so a run's history is never overwritten silently."""
+    path, text = workdir / "config.json", json.dumps(config_lib.to_dict(cfg), indent=1)
+    if jax.process_index() != 0:
+        return
+    if path.is_file() and path.read_text() != text:
+        n = 1 + sum(1 for _ in workdir.glob("config.previous-*.json"))
+        path.rename(workdir / f"config.previous-{n}.json")
+        changes = config_lib.result_changes(json.loads((workdir / f"config.previous-{n}.json").read_text()), cfg)
+        if changes:
+            print(f"[launch] {workdir}: resuming with a config that differs from the earlier one "
+                  f"(kept as config.previous-{n}.json): " + "; ".join(changes), flush=True)
+    path.write_text(text)
 
 
 def _json_default(x):

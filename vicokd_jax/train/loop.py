@@ -245,6 +245,14 @@ def _metadata(cfg, stage: str, mesh, step: int) -> dict:
             "layout": cfg.model.layout, "process_count": jax.process_count()}
 
 
+def _call_size(done: int, steps: int, train) -> int:
+    """Steps in the next multi-step call: up to `train.steps_per_call`, ending at the next log, eval or checkpoint
+    point (or the last step), so every such point falls on a call boundary."""
+    every = [e for e in (train.log_every, train.checkpoint_every, train.eval_every) if e > 0]
+    next_point = min([steps] + [(done // e + 1) * e for e in every])
+    return min(train.steps_per_call, next_point - done)
+
+
 def train_stage(stage: str, cfg, workdir) -> dict:
     """Train `stage` ("teacher" | "student") of `cfg` in `workdir/<stage>`; returns the stage's result dict.
 
@@ -365,14 +373,6 @@ def train_stage(stage: str, cfg, workdir) -> dict:
 # ------------------------------------------------------------------------------------------------------------
 # Failure handling
 # ------------------------------------------------------------------------------------------------------------
-def _call_size(done: int, steps: int, train) -> int:
-    """Steps in the next multi-step call: up to `train.steps_per_call`, ending at the next log, eval or checkpoint
-    point (or the last step), so every such point falls on a call boundary."""
-    every = [e for e in (train.log_every, train.checkpoint_every, train.eval_every) if e > 0]
-    next_point = min([steps] + [(done // e + 1) * e for e in every])
-    return min(train.steps_per_call, next_point - done)
-
-
 @jax.jit
 def _record_first_nonfinite(record, metrics: dict, done):
     """{"step", "metrics"} of the first update whose loss or gradient was non-finite (step -1: none yet).
