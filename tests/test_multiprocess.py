@@ -46,9 +46,9 @@ def _env(devices: int, **extra) -> dict:
     return env
 
 
-def _command(workdir) -> list:
+def _command(workdir, extra=()) -> list:
     return [sys.executable, "-m", "vicokd_jax.launch", "--config", SMOKE, "--workdir", str(workdir)] + \
-        [f"--config.{o}" for o in OVERRIDES]
+        [f"--config.{o}" for o in OVERRIDES + list(extra)]
 
 
 def _train_records(workdir, stage: str) -> list[dict]:
@@ -56,13 +56,11 @@ def _train_records(workdir, stage: str) -> list[dict]:
     return [r for r in map(json.loads, lines) if "loss/total" in r]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """(pair workdir, single workdir): the same experiment trained by 2 processes and by 1."""
-    pair, single = tmp_path_factory.mktemp("pair"), tmp_path_factory.mktemp("single")
+def _train_pair(workdir, extra=()) -> None:
+    """Run the CLI in two processes joined by a loopback coordinator; both must exit 0."""
     address = f"127.0.0.1:{_free_port()}"
-    logs = [pair / f"process_{i}.log" for i in range(2)]  # files, not pipes: a full pipe would block a process
-    procs = [subprocess.Popen(_command(pair), cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    logs = [workdir / f"process_{i}.log" for i in range(2)]  # files, not pipes: a full pipe would block a process
+    procs = [subprocess.Popen(_command(workdir, extra), cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
                               env=_env(DEVICES_PER_PROCESS, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2",
                                        JAX_PROCESS_ID=str(i)))
              for i, log in enumerate(logs)]
@@ -75,6 +73,13 @@ def runs(tmp_path_factory):
                 p.kill()
     for i, (p, log) in enumerate(zip(procs, logs)):
         assert p.returncode == 0, f"process {i}:\n{log.read_text()[-4000:]}"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(pair workdir, single workdir): the same experiment trained by 2 processes and by 1."""
+    pair, single = tmp_path_factory.mktemp("pair"), tmp_path_factory.mktemp("single")
+    _train_pair(pair)
     one = subprocess.run(_command(single), cwd=REPO, capture_output=True, text=True, timeout=900,
                          env=_env(2 * DEVICES_PER_PROCESS))
     assert one.returncode == 0, one.stderr[-4000:]
@@ -104,6 +109,23 @@ def test_two_processes_train_with_the_losses_of_one(runs):
     summary = json.loads((pair / "summary.json").read_text())
     assert summary["export"] == str(pair / "export")
     assert vk.export.load(pair / "export") is not None
+
+
+@pytest.mark.slow
+def test_two_processes_with_two_steps_per_call_train_like_one_step_per_call(runs, tmp_path):
+    """train.steps_per_call stacks each process's batches ([K, B/2, ...] per process) into one global [K, B, ...]
+    array: the pair must make the same updates as one process making one step per call."""
+    _, single = runs
+    _train_pair(tmp_path, ["train.steps_per_call=2", "train.log_every=2"])
+    for stage, rtol in (("teacher", 2e-5), ("student", 2e-4)):
+        got = _train_records(tmp_path, stage)
+        expected = [r for r in _train_records(single, stage) if r["step"] % 2 == 0]
+        assert [r["step"] for r in got] == [r["step"] for r in expected] == [2, 4]
+        for a, b in zip(got, expected):
+            for key in [k for k in b if k.startswith("loss/")] + ["grad_norm"]:
+                np.testing.assert_allclose(a[key], b[key], rtol=rtol, err_msg=f"{stage} step {a['step']} {key}")
+        np.testing.assert_allclose(json.loads((tmp_path / stage / "result.json").read_text())["top1"],
+                                   json.loads((single / stage / "result.json").read_text())["top1"])
 
 
 @pytest.mark.slow

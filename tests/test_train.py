@@ -199,6 +199,24 @@ def test_preempted_run_resumes_to_the_same_export(smoke_run, tmp_path, monkeypat
         (reference / "export" / "variables.msgpack").read_bytes()
 
 
+def test_sigterm_during_setup_stops_before_the_first_step(tmp_path, monkeypatch):
+    """A SIGTERM that arrives while a stage sets up must not wait for the step to compile and run."""
+    original, steps_run = step_lib.make_train_step, []
+
+    def make_step_then_preempt(*args, **kwargs):
+        step = original(*args, **kwargs)
+        loop.PREEMPTED.set()  # as _on_sigterm would, between setup and the first step
+        return lambda *a: steps_run.append(1) or step(*a)
+
+    monkeypatch.setattr(step_lib, "make_train_step", make_step_then_preempt)
+    try:
+        stage = loop.train_stage("teacher", _cfg(SKELETON_ONLY), tmp_path)
+    finally:
+        loop.PREEMPTED.clear()
+    assert stage == {"preempted": True, "step": 0, "checkpoint": str(tmp_path / "teacher" / "checkpoints")}
+    assert steps_run == [] and not (tmp_path / "teacher" / "result.json").exists()
+
+
 @pytest.mark.slow
 def test_cli(tmp_path):
     cmd = [sys.executable, "-m", "vicokd_jax.launch", "--config", SMOKE, "--workdir", str(tmp_path)] + \

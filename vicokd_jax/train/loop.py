@@ -307,7 +307,13 @@ def train_stage(stage: str, cfg, workdir) -> dict:
     pending: dict[str, Any] = writer.last_train_record(steps) if start == steps else {}
     first_bad = None  # device-side record of the first skipped (non-finite) update: no host sync per step
     done = start
-    while done < steps:
+    if PREEMPTED.is_set() and done < steps:
+        # SIGTERM during setup (data, teacher, restore): nothing was trained since the last checkpoint, so stop
+        # before compiling the step, which can take longer than a preemption's grace period.
+        preempted = True
+        print(f"[{stage}] preempted before its first step; nothing to save past step {done}; rerun the same "
+              "command to resume", file=sys.stderr)
+    while done < steps and not preempted:
         if per_call == 1:
             batch, n = parallel.global_batch(next(data), mesh), 1
         else:  # the steps up to the next log, eval or checkpoint point, at most per_call, in one call
