@@ -186,3 +186,7 @@ def test_resuming_a_run_with_another_config_keeps_the_earlier_config(tmp_path, c
     assert "train.lr: 0.001 -> 0.5" in out and "log_every" not in out  # only changes that affect results
     launch._write_config(cfg, tmp_path)
     assert (tmp_path / "config.previous-2.json").is_file()
+    (tmp_path / "config.previous-1.json").unlink()  # a gap in the numbering must not make a later copy replace one
+    launch._write_config(changed, tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("config.previous-*.json")) == ["config.previous-2.json",
+                                                                                 "config.previous-3.json"]

@@ -76,11 +76,13 @@ def run(cfg, workdir) -> Summary:
 def _write_config(cfg, workdir: pathlib.Path) -> None:
     """Write workdir/config.json. Resuming with a different config keeps the earlier one (config.previous-N.json)
     and prints the changes that affect results, so a run's history is never overwritten silently."""
-    path, text = workdir / "config.json", json.dumps(config_lib.to_dict(cfg), indent=1)
     if jax.process_index() != 0:
         return
+    path, text = workdir / "config.json", json.dumps(config_lib.to_dict(cfg), indent=1)
     if path.is_file() and path.read_text() != text:
-        n = 1 + sum(1 for _ in workdir.glob("config.previous-*.json"))
+        kept = [int(p.stem.rsplit("-", 1)[1]) for p in workdir.glob("config.previous-*.json")
+                if p.stem.rsplit("-", 1)[1].isdigit()]
+        n = max(kept, default=0) + 1  # past the highest, so no earlier copy is ever replaced
         path.rename(workdir / f"config.previous-{n}.json")
         changes = config_lib.result_changes(json.loads((workdir / f"config.previous-{n}.json").read_text()), cfg)
         if changes:
