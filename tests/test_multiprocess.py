@@ -8,9 +8,12 @@ JAX_NUM_PROCESSES and JAX_PROCESS_ID.
 import json
 import os
 import pathlib
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -56,8 +59,10 @@ def _train_records(workdir, stage: str) -> list[dict]:
     return [r for r in map(json.loads, lines) if "loss/total" in r]
 
 
-def _train_pair(workdir, extra=()) -> None:
-    """Run the CLI in two processes joined by a loopback coordinator; both must exit 0."""
+def _train_pair(workdir, extra=(), while_running=None) -> list[str]:
+    """Run the CLI in two processes joined by a loopback coordinator; both must exit 0. -> their logs.
+
+    `while_running(procs)`, if given, is called once both have started (e.g. to send a signal)."""
     address = f"127.0.0.1:{_free_port()}"
     logs = [workdir / f"process_{i}.log" for i in range(2)]  # files, not pipes: a full pipe would block a process
     procs = [subprocess.Popen(_command(workdir, extra), cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
@@ -65,6 +70,8 @@ def _train_pair(workdir, extra=()) -> None:
                                        JAX_PROCESS_ID=str(i)))
              for i, log in enumerate(logs)]
     try:
+        if while_running is not None:
+            while_running(procs)
         for p in procs:
             p.wait(timeout=900)
     finally:
@@ -73,6 +80,7 @@ def _train_pair(workdir, extra=()) -> None:
                 p.kill()
     for i, (p, log) in enumerate(zip(procs, logs)):
         assert p.returncode == 0, f"process {i}:\n{log.read_text()[-4000:]}"
+    return [log.read_text() for log in logs]
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +134,34 @@ def test_two_processes_with_two_steps_per_call_train_like_one_step_per_call(runs
                 np.testing.assert_allclose(a[key], b[key], rtol=rtol, err_msg=f"{stage} step {a['step']} {key}")
         np.testing.assert_allclose(json.loads((tmp_path / stage / "result.json").read_text())["top1"],
                                    json.loads((single / stage / "result.json").read_text())["top1"])
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_the_same_step_and_the_rerun_resumes(runs, tmp_path):
+    """Preemption notices reach processes at different times (here: only process 1 gets SIGTERM). Both must stop
+    at one agreed step (JAX's preemption sync), save it, exit 0, and the rerun must end like the uninterrupted
+    pair."""
+    pair, _ = runs
+
+    def sigterm_process_1_after_the_first_checkpoint(procs):
+        deadline = time.monotonic() + 600
+        while not any((tmp_path / "teacher" / "checkpoints").glob("*/commit_success.txt")):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no first checkpoint"
+            time.sleep(0.05)
+        procs[1].send_signal(signal.SIGTERM)
+
+    logs = _train_pair(tmp_path, while_running=sigterm_process_1_after_the_first_checkpoint)
+    stops = [re.search(r"\[(teacher|student)\] preempted(: saved step \d+| before its first step)", log) for log in logs]
+    assert all(stops), logs[0][-3000:]
+    assert stops[0].group(0) == stops[1].group(0)  # the same stage and step on both
+    _train_pair(tmp_path)  # resumes
+    for stage in ("teacher", "student"):
+        got, expected = _train_records(tmp_path, stage), _train_records(pair, stage)
+        assert [r["step"] for r in got] == [r["step"] for r in expected] == [1, 2, 3, 4]
+        for a, b in zip(got, expected):
+            np.testing.assert_allclose(a["loss/total"], b["loss/total"], rtol=1e-6, err_msg=f"{stage} {a['step']}")
+        np.testing.assert_allclose(json.loads((tmp_path / stage / "result.json").read_text())["top1"],
+                                   json.loads((pair / stage / "result.json").read_text())["top1"])
 
 
 @pytest.mark.slow

@@ -49,7 +49,10 @@ def run(cfg, workdir) -> Summary:
     workdir = pathlib.Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     _write_config(cfg, workdir)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    # Several processes: jax.distributed's own SIGTERM handler drives the preemption sync (loop.preemption_requested);
+    # installing ours would replace it.
+    previous = (signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() and jax.process_count() == 1
+                else None)
     loop.PREEMPTED.clear()
     summary = Summary(workdir=str(workdir), name=cfg.name)
     t0 = time.perf_counter()

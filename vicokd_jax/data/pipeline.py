@@ -24,6 +24,7 @@ are seeded by the element index, not by the iteration history).
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any, Sequence
 
 import grain
@@ -213,20 +214,36 @@ class CachedSource:
     worker process holds its own cache (about 215 KB per clip at 4 views x 16 x 32^2).
     """
 
+    _NUM_LOCKS = 64
+
     def __init__(self, source: Any):
         self.source, self._cache = source, {}
+        self._locks = [threading.Lock() for _ in range(self._NUM_LOCKS)]
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, index: int) -> dict:
         index = int(index)
-        if index not in self._cache:
-            self._cache[index] = self.source[index]
-        return self._cache[index]
+        example = self._cache.get(index)
+        if example is None:
+            # grain's read-ahead threads ask for the same clip concurrently near epoch ends: one renders it, the
+            # others wait for it (striped locks: clips with other indices still render in parallel).
+            with self._locks[index % self._NUM_LOCKS]:
+                example = self._cache.get(index)
+                if example is None:
+                    example = self._cache[index] = self.source[index]
+        return example
+
+    def __getstate__(self) -> dict:  # locks do not pickle (grain sends the source to its worker processes)
+        return {"source": self.source, "_cache": self._cache}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["source"])
+        self._cache = state["_cache"]
 
     def __getattr__(self, name: str):  # num_views, class_names, ... of the wrapped source
-        if name in ("source", "_cache"):  # not set yet (unpickling): no recursion
+        if name in ("source", "_cache", "_locks"):  # not set yet (unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.source, name)
 

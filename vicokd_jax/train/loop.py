@@ -8,6 +8,7 @@ SIGTERM (preemption) makes the loop save a checkpoint and return `preempted=True
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from vicokd_jax import __version__, parallel
 from vicokd_jax.config import to_dict
@@ -30,8 +32,25 @@ from vicokd_jax.train import evaluate as ev
 from vicokd_jax.train import step as step_lib
 from vicokd_jax.train.state import abstract_with_shardings, create_state, make_optimizer
 
-# Set by the SIGTERM handler of `vicokd_jax.launch`; checked once per step on the host (no device sync).
+# Set by the SIGTERM handler of `vicokd_jax.launch` (one process) or when every process has reached JAX's
+# preemption sync point (several); checked once per step on the host (no device sync).
 PREEMPTED = threading.Event()
+_SYNC_STEP_IDS = itertools.count(1)  # one id per update of any stage: the same sequence on every process
+
+
+def preemption_requested(steps_made: int) -> bool:
+    """Whether to stop after the call that made `steps_made` updates.
+
+    One process: its own SIGTERM flag. Several: JAX's preemption sync (`jax.distributed` catches SIGTERM and
+    agrees a step on all processes), so that every process saves the same step and none is left waiting in a
+    collective for the others. Its step ids run on across stages, so a notice near the end of the teacher stage
+    stops the student before its first step.
+    """
+    if jax.process_count() > 1:
+        reached = [multihost_utils.reached_preemption_sync_point(next(_SYNC_STEP_IDS)) for _ in range(steps_made)]
+        if any(reached):
+            PREEMPTED.set()
+    return PREEMPTED.is_set()
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -324,7 +343,8 @@ def train_stage(stage: str, cfg, workdir) -> dict:
         first_bad = _record_first_nonfinite(first_bad, metrics, done)
         log_point = done % cfg.train.log_every == 0 or done == steps
         saved = done % cfg.train.checkpoint_every == 0 or done == steps
-        if cfg.train.on_nonfinite == "raise" and (log_point or saved or PREEMPTED.is_set()):
+        stop = preemption_requested(n)
+        if cfg.train.on_nonfinite == "raise" and (log_point or saved or stop):
             _raise_if_nonfinite(stage, first_bad, checkpoints)  # before a checkpoint could save past it
         if log_point:
             fetched = jax.device_get(metrics)  # the only host sync; the last step's values when stacked [K]
@@ -339,7 +359,7 @@ def train_stage(stage: str, cfg, workdir) -> dict:
             writer.write(done, {f"eval/{k}": v for k, v in metrics_eval.items() if isinstance(v, (int, float))})
         if saved:
             checkpoints.save(done, state, data, _metadata(cfg, stage, mesh, done))
-        if PREEMPTED.is_set() and done < steps:
+        if stop and done < steps:
             if not saved:
                 checkpoints.save(done, state, data, _metadata(cfg, stage, mesh, done))
             preempted = True
