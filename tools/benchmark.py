@@ -445,16 +445,15 @@ def _jax_stgcn_step(x, y, num_classes: int, lr: float, momentum: float, weight_d
 
     carry = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
     x, y = jnp.asarray(x), jnp.asarray(y)
-    called = step
-    if steps_per_call > 1:
-        def called(params, batch_stats, opt_state, x, y):
-            def one(c, _):
-                *c, loss = step(*c, x, y)
-                return tuple(c), loss
-            c, losses = jax.lax.scan(one, (params, batch_stats, opt_state), length=steps_per_call)
-            return (*c, losses[-1])
+    def steps(params, batch_stats, opt_state, x, y):  # steps_per_call updates on the same batch
+        def one(c, _):
+            *c, loss = step(*c, x, y)
+            return tuple(c), loss
+        c, losses = jax.lax.scan(one, (params, batch_stats, opt_state), length=steps_per_call)
+        return (*c, losses[-1])
+
     start = time.perf_counter()
-    compiled = jax.jit(called, donate_argnums=(0, 1, 2)).lower(*carry, x, y).compile()
+    compiled = jax.jit(steps if steps_per_call > 1 else step, donate_argnums=(0, 1, 2)).lower(*carry, x, y).compile()
     compile_s = time.perf_counter() - start
 
     with _unchunked_kernel_grads():  # a fresh trace of the same step, for its FLOPs

@@ -15,6 +15,7 @@ import pathlib
 import sys
 
 import ml_collections
+from flax import traverse_util
 
 from vicokd_jax import methods
 
@@ -217,24 +218,14 @@ EXECUTION_KEYS = frozenset({
 })
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def result_changes(old: dict, new) -> list[str]:
     """`"key: old -> new"` for every key set in both configs whose value differs, except EXECUTION_KEYS.
 
-    `old` is a saved config.json; `new` a ConfigDict or dict. Keys present in only one of them are not compared:
-    a key added to the defaults after a run was made holds the value that reproduces the earlier behaviour.
+    `old` is a loaded config.json; `new` a ConfigDict. Keys present in only one of them are not compared: a key
+    added to the defaults after a run was made holds the value that reproduces the earlier behaviour.
     """
-    new = json.loads(json.dumps(to_dict(new) if isinstance(new, ml_collections.ConfigDict) else new))
-    old_flat, new_flat = _flatten(json.loads(json.dumps(old))), _flatten(new)
+    old_flat = traverse_util.flatten_dict(old, sep=".")
+    new_flat = traverse_util.flatten_dict(json.loads(json.dumps(to_dict(new))), sep=".")  # tuples -> lists, as saved
     return [f"{key}: {old_flat[key]!r} -> {new_flat[key]!r}" for key in sorted(old_flat.keys() & new_flat.keys())
             if key not in EXECUTION_KEYS and old_flat[key] != new_flat[key]]
 

@@ -82,12 +82,13 @@ def _write_config(cfg, workdir: pathlib.Path) -> None:
     if jax.process_index() != 0:
         return
     path, text = workdir / "config.json", json.dumps(config_lib.to_dict(cfg), indent=1)
-    if path.is_file() and path.read_text() != text:
+    earlier = path.read_text() if path.is_file() else text
+    if earlier != text:
         kept = [int(p.stem.rsplit("-", 1)[1]) for p in workdir.glob("config.previous-*.json")
                 if p.stem.rsplit("-", 1)[1].isdigit()]
         n = max(kept, default=0) + 1  # past the highest, so no earlier copy is ever replaced
         path.rename(workdir / f"config.previous-{n}.json")
-        changes = config_lib.result_changes(json.loads((workdir / f"config.previous-{n}.json").read_text()), cfg)
+        changes = config_lib.result_changes(json.loads(earlier), cfg)
         if changes:
             print(f"[launch] {workdir}: resuming with a config that differs from the earlier one "
                   f"(kept as config.previous-{n}.json): " + "; ".join(changes), flush=True)
