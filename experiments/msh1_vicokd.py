@@ -4,7 +4,12 @@ LIMITATION: MultiSensor-Home has no skeletons and our Teacher needs the skeleton
 of METHOD.md is not available yet; this file exercises the data path and the multi-label metrics. `:smoke` runs
 the same pipeline on SynthMV.
 
+Prepare the data once (see README, "Data"):
     python -m tools.prepare_data multisensor_home --config home1 --manual_dir /data/msh --data_dir /data/tfds
+Then (the full config is refused by `config.validate` until a teacher without skeletons exists, see above):
+    python -m vicokd_jax.launch --config experiments/msh1_vicokd.py --workdir runs/msh1 \
+        --config.data.data_dir=/data/tfds
+    python -m vicokd_jax.launch --config experiments/msh1_vicokd.py:smoke --workdir runs/smoke_msh1
 """
 from vicokd_jax import config
 

@@ -5,7 +5,8 @@ Prepare the data once (see README, "Data"):
 Then:
     python -m vicokd_jax.launch --config experiments/ntu60_xsub_vicokd.py --workdir runs/ntu60_xsub \
         --config.data.data_dir=/data/tfds
-`:smoke` runs the same configuration on SynthMV at smoke size (no NTU files needed).
+`:smoke` runs the same configuration on SynthMV at smoke size (no NTU files needed):
+    python -m vicokd_jax.launch --config experiments/ntu60_xsub_vicokd.py:smoke --workdir runs/smoke_ntu60_xsub
 """
 from ntu60_common import ntu60_vicokd
 

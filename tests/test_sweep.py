@@ -1,12 +1,11 @@
-"""experiments/sweep.py: the grid, the configs it builds, resumability, and mean ± std tables."""
+"""vicokd_jax/sweep.py and sweep_report.py: the grid, the configs it builds, resumability, and mean ± std tables."""
 import csv
 import json
 import pathlib
 
 import pytest
 
-from experiments import sweep
-from vicokd_jax import methods
+from vicokd_jax import methods, sweep, sweep_report
 
 
 def test_grid_is_the_product_and_names_are_unique():
@@ -21,7 +20,7 @@ def test_grid_is_the_product_and_names_are_unique():
         sweep.RunSpec("kd", overlap="some")
 
 
-def test_study_grid_covers_issue_7():
+def test_study_grid_covers_every_method_ablation_fraction_overlap_and_seed():
     specs = sweep.study_grid()
     variants = {s.variant for s in specs}
     assert set(sweep.STUDENT_METHODS) <= variants
@@ -33,11 +32,11 @@ def test_study_grid_covers_issue_7():
 
 def test_cli_study_grid_runs_three_seeds_unless_told():
     # `--grid study` alone once ran only seed 0 (27 of the 81 runs): the study's default is 3 seeds.
-    assert sweep.specs_from_args(sweep._parse(["--root", "r", "--grid", "study"])) == sweep.study_grid((0, 1, 2))
-    assert len(sweep.specs_from_args(sweep._parse(["--root", "r", "--grid", "study"]))) == 81
-    assert {s.seed for s in sweep.specs_from_args(sweep._parse(["--root", "r", "--grid", "study", "--seeds", "4"]))} \
-        == {4}
-    custom = sweep.specs_from_args(sweep._parse(["--root", "r", "--methods", "kd"]))
+    assert sweep.specs_from_args(sweep.parse_args(["--root", "r", "--grid", "study"])) == sweep.study_grid((0, 1, 2))
+    assert len(sweep.specs_from_args(sweep.parse_args(["--root", "r", "--grid", "study"]))) == 81
+    four = sweep.specs_from_args(sweep.parse_args(["--root", "r", "--grid", "study", "--seeds", "4"]))
+    assert {s.seed for s in four} == {4}
+    custom = sweep.specs_from_args(sweep.parse_args(["--root", "r", "--methods", "kd"]))
     assert custom == [sweep.RunSpec("kd", 0, 0.1, "partial")]
 
 
@@ -68,27 +67,56 @@ def test_prepared_data_reads_the_overlap_setting_and_refuses_generator_overrides
         sweep.run_sweep([spec], tmp_path, smoke=True, data_dir=tmp_path)
 
 
+def test_prepared_data_is_built_by_the_package_once_per_overlap(tmp_path, monkeypatch):
+    """The sweep builds its ArrayRecord copies with `vicokd_jax.data.builders.build` (the library never imports
+    `tools`)."""
+    import ast
+    import types
+
+    from vicokd_jax.data import builders
+
+    built = []
+
+    def fake_build(name, config, data_dir, manual_dir=None):
+        built.append((name, config, str(data_dir), manual_dir))
+        split = types.SimpleNamespace(num_examples=3)
+        return types.SimpleNamespace(data_dir=str(data_dir), info=types.SimpleNamespace(splits={"train": split}))
+
+    monkeypatch.setattr(builders, "build", fake_build)
+    logged = []
+    sweep.prepare_data(tmp_path, ["partial", "full"], log=logged.append)
+    assert built == [("synth_mv", "partial", str(tmp_path), None), ("synth_mv", "full", str(tmp_path), None)]
+    assert any("prepared synth_mv/full" in m and "'train': 3" in m for m in logged)
+
+    package = pathlib.Path(sweep.__file__).parent
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n == "tools" or n.startswith("tools.")], f"{path} imports {names}"
+
+
 def test_mean_std_and_aggregate_by_hand():
-    assert sweep.mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
-    assert sweep.mean_std([5.0]) == (5.0, 0.0)
+    assert sweep_report.mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
+    assert sweep_report.mean_std([5.0]) == (5.0, 0.0)
     rows = [dict(group="kd_lf0.1_partial", method="kd", labeled_fraction=0.1, overlap="partial", top1=v,
                  mean_view_top1_visible=None, agreement=None) for v in (10.0, 20.0)]
-    (agg,) = sweep.aggregate(rows)
+    (agg,) = sweep_report.aggregate(rows)
     assert agg["top1"] == 15.0 and agg["top1_std"] == pytest.approx(7.0710678) and agg["seeds"] == 2
-    assert "| kd | 0.1 | partial | 2 | 15.00 ± 7.07 |" in sweep.markdown_table([agg])
+    assert "| kd | 0.1 | partial | 2 | 15.00 ± 7.07 |" in sweep_report.markdown_table([agg])
 
 
 def test_paired_difference_by_hand():
     rows = [dict(group=g, seed=s, top1=v) for g, s, v in
             (("a", 0, 10.0), ("a", 1, 14.0), ("a", 2, 9.0), ("b", 0, 8.0), ("b", 1, 11.0))]
-    out = sweep.paired_difference(rows, "a", "b")  # seed 2 has no "b" run: left out
+    out = sweep_report.paired_difference(rows, "a", "b")  # seed 2 has no "b" run: left out
     assert out["seeds"] == [0, 1] and out["differences"] == [2.0, 3.0]
     assert out["mean"] == 2.5 and out["std"] == pytest.approx(0.70710678)
     with pytest.raises(ValueError, match="no seed"):
-        sweep.paired_difference(rows, "a", "c")
+        sweep_report.paired_difference(rows, "a", "c")
     runs = [dict(group=f"{m}_lf0.1_partial", method=m, labeled_fraction=0.1, overlap="partial", seed=s, top1=v)
             for m, s, v in (("vicokd", 0, 30.0), ("vicokd", 1, 26.0), ("kd", 0, 27.0), ("kd", 1, 27.0))]
-    table = sweep.paired_table(runs, sweep.aggregate(runs))
+    table = sweep_report.paired_table(runs, sweep_report.aggregate(runs))
     assert "| kd | 0.1 | partial | 2 | +1.00 ± 2.83 | +3.0 -1.0 |" in table and "| vicokd |" not in table
 
 
@@ -124,7 +152,7 @@ def test_run_sweep_trains_one_teacher_skips_finished_runs_and_reports(tmp_path, 
     (tmp_path / "runs" / specs[1].name / "summary.json").unlink()  # as if seed 1 had been interrupted
     rows = sweep.run_sweep(specs, tmp_path, log=lambda m: None)
     assert [c[0] for c in launched] == [f"synth_{specs[1].name}"]  # only the unfinished run is redone
-    paths = sweep.write_report(rows, tmp_path)
+    paths = sweep_report.write_report(rows, tmp_path)
     text = paths["markdown"].read_text()
     assert "| kd | 0.1 | partial | 3 | 20.00 ± 10.00 |" in text and "| skeleton_rgb_partial | 99.00 |" in text
     assert len(list(csv.DictReader(open(paths["csv"])))) == 3

@@ -16,7 +16,7 @@ import argparse
 import pathlib
 import sys
 
-from vicokd_jax.data.builders import BUILDERS, get_builder
+from vicokd_jax.data.builders import BUILDERS, build, get_builder
 
 
 def main(argv=None) -> int:
@@ -29,8 +29,6 @@ def main(argv=None) -> int:
                         help="build from what is there, listing what is missing as warnings (a deliberate subset)")
     parser.add_argument("--list", action="store_true", help="list the dataset's configs and exit")
     args = parser.parse_args(argv)
-
-    import tensorflow_datasets as tfds
 
     builder_cls, module = get_builder(args.dataset)
     configs = {c.name: c for c in builder_cls.BUILDER_CONFIGS}
@@ -59,9 +57,7 @@ def main(argv=None) -> int:
             if not args.allow_incomplete:
                 print("(pass --allow_incomplete to build from the files that are there)", file=sys.stderr)
                 return 1
-    builder = builder_cls(config=config, data_dir=str(args.data_dir), file_format="array_record")
-    download_config = tfds.download.DownloadConfig(manual_dir=str(args.manual_dir) if args.manual_dir else None)
-    builder.download_and_prepare(download_config=download_config)
+    builder = build(args.dataset, config, args.data_dir, args.manual_dir)
     splits = {name: info.num_examples for name, info in builder.info.splits.items()}
     print(f"prepared {args.dataset}/{config} in {builder.data_dir}: {splits}")
     return 0

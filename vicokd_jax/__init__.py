@@ -9,14 +9,39 @@ Public entry points (see README.md), imported on first use so that e.g. loading 
     vk.methods      method presets and total_loss(student_out, teacher_out, batch, method_cfg)
     vk.data         SynthMV, NTU RGB+D, MultiSensor-Home, TFDS builders, grain pipelines
     vk.export       export(workdir, out_dir) / load(out_dir) -> predictor
+
+Every package of vicokd_jax reaches its submodules by attribute (`vk.data.synthetic.SynthMV`, `vk.train.loop`):
+a submodule is imported on its first access (`lazy_submodules`), so `import vicokd_jax` stays light.
 """
 import importlib
+import importlib.util
+import pkgutil
 
 __version__ = "0.1.0"
 __all__ = ["config", "convert", "data", "export", "launch", "losses", "methods", "models", "parallel"]
 
 
-def __getattr__(name):
-    if name in __all__:
-        return importlib.import_module(f"vicokd_jax.{name}")
-    raise AttributeError(f"module 'vicokd_jax' has no attribute {name!r}")
+def lazy_submodules(package: str, namespace: dict):
+    """PEP 562 hooks for the package `package` whose module globals are `namespace` -> (__getattr__, __dir__).
+
+    `__getattr__(name)` imports and returns the submodule `package.name` when one exists (found by name, so
+    modules added later need no list); any other name raises AttributeError naming the package. `__dir__()`
+    lists the package's globals and all its submodules. Usage, in a package's `__init__.py`:
+
+        __getattr__, __dir__ = lazy_submodules(__name__, globals())
+    """
+
+    def __getattr__(name: str):
+        if not name.startswith("__") and name.isidentifier():
+            full_name = f"{package}.{name}"
+            if importlib.util.find_spec(full_name) is not None:
+                return importlib.import_module(full_name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r} (and no submodule {package}.{name})")
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | {m.name for m in pkgutil.iter_modules(namespace["__path__"])})
+
+    return __getattr__, __dir__
+
+
+__getattr__, __dir__ = lazy_submodules(__name__, globals())

@@ -27,7 +27,9 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
     """Defaults for a SynthMV run of `method` (METHOD.md presets); experiment files override what they change."""
     cfg = ml_collections.ConfigDict()
     cfg.name = f"synth_{method}"
-    cfg.stages = ("teacher", "student")
+    # Stages to train, in order; () = what the method needs: ("teacher", "student"), or ("student",) for an
+    # objective that uses no teacher (stages_of).
+    cfg.stages = ()
 
     # ---- data ------------------------------------------------------------------------------------------------
     cfg.data = ml_collections.ConfigDict(dict(
@@ -77,7 +79,7 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
     # ---- teacher stage ---------------------------------------------------------------------------------------
     cfg.teacher = ml_collections.ConfigDict(dict(
         checkpoint="",              # a run's workdir (or its teacher/ folder) to load when there is no teacher stage
-        steps=800,                  # -1: train.steps (800: 98% top-1 on SynthMV, issue 7; 300 gave 86%)
+        steps=800,                  # -1: train.steps (800: 98% top-1 on SynthMV in docs/RESULTS.md; 300 gave 86%)
         lr=-1.0,                    # -1: train.lr
         frame_loss_weight=0.5,      # weight of the frame-level loss (frame logits max-pooled over views)
         view_loss_weight=0.5,       # weight of the per-view loss (each view head vs the label, visibility-weighted)
@@ -86,7 +88,7 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
 
     # ---- optimisation and the loop (both stages) ------------------------------------------------------------
     cfg.train = ml_collections.ConfigDict(dict(
-        steps=400,                  # one SynthMV student run: ~3.5 min on 2 CPU cores (prepared data; issue 7)
+        steps=400,                  # one SynthMV student run: ~3.5 min on 2 CPU cores (prepared data)
         batch_size=16,              # global batch
         seed=0,
         optimizer="adamw",          # adamw | sgd
@@ -114,23 +116,46 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
     return cfg
 
 
+def stages_of(cfg) -> tuple[str, ...]:
+    """The stages a run trains: `cfg.stages`, or when it is empty what the method needs (a teacher stage only
+    for an objective that uses a teacher)."""
+    if cfg.stages:
+        return tuple(cfg.stages)
+    return ("teacher", "student") if methods.needs_teacher(cfg.method) else ("student",)
+
+
+def uses_teacher(cfg) -> bool:
+    """Whether the student stage reads a trained teacher (its objective has a teacher term)."""
+    return methods.needs_teacher(cfg.method)
+
+
 def validate(cfg) -> None:
     """Raise ValueError naming the field for inconsistent settings (types are checked on assignment)."""
+    from vicokd_jax.data import datasets
+
     bad = [s for s in cfg.stages if s not in STAGES]
-    if bad or not cfg.stages:
-        raise ValueError(f"config.stages: unknown stage(s) {bad}; expected a sequence of {STAGES}")
-    if "student" in cfg.stages and "teacher" not in cfg.stages and not cfg.teacher.checkpoint:
-        raise ValueError("config.stages has a student stage but no teacher stage: set config.teacher.checkpoint to "
-                         "a workdir whose teacher was trained")
+    if bad:
+        raise ValueError(f"config.stages: unknown stage(s) {bad}; expected a sequence of {STAGES} (or () for what "
+                         "the method needs)")
+    stages = stages_of(cfg)
+    if "student" in stages and "teacher" not in stages and uses_teacher(cfg) and not cfg.teacher.checkpoint:
+        raise ValueError(f"config.stages has a student stage but no teacher stage, and method {cfg.method.name!r} "
+                         "distils from a teacher: set config.teacher.checkpoint to a workdir whose teacher was trained")
+    if cfg.method.name not in methods.METHODS:
+        raise ValueError(f"config.method.name={cfg.method.name!r}; expected one of {list(methods.METHODS)}")
     if cfg.data.name not in DATASETS:
         raise ValueError(f"config.data.name={cfg.data.name!r}; expected one of {DATASETS}")
+    needed = {}
+    if "teacher" in stages or ("student" in stages and uses_teacher(cfg)):
+        needed["teacher (config.model.teacher_modalities)"] = tuple(cfg.model.teacher_modalities)
+    if "student" in stages:
+        needed["RGB student"] = ("rgb",)
+    datasets.check_modalities(cfg, needed)
     if cfg.data.name != "synth_mv" and not cfg.data.tfds_config:
         raise ValueError(f"config.data.tfds_config: {cfg.data.name} is read from prepared TFDS files; set the "
                          "builder config (see python -m tools.prepare_data --list)")
     if not 0.0 <= cfg.data.labeled_fraction <= 1.0:
         raise ValueError(f"config.data.labeled_fraction={cfg.data.labeled_fraction} is not in [0, 1]")
-    if cfg.method.name not in methods.METHODS:
-        raise ValueError(f"config.method.name={cfg.method.name!r}; expected one of {list(methods.METHODS)}")
     if cfg.train.optimizer not in ("adamw", "sgd"):
         raise ValueError(f"config.train.optimizer={cfg.train.optimizer!r}; expected 'adamw' or 'sgd'")
     if cfg.train.on_nonfinite not in ("raise", "skip"):
@@ -198,10 +223,22 @@ def from_file(spec: str, overrides=()) -> ml_collections.ConfigDict:
     if not hasattr(module, "get_config"):
         raise AttributeError(f"{file} defines no get_config(arg)")
     cfg = module.get_config(arg or None)
-    for override in overrides:
-        apply_override(cfg, override)
+    apply_overrides(cfg, overrides)
     validate(cfg)
     return cfg
+
+
+# Overrides that select a preset are applied first, so field overrides given with them apply on top, in any order.
+PRESET_KEYS = ("method.name", "method.ablation")
+
+
+def apply_overrides(cfg, overrides) -> None:
+    """Apply `KEY=VALUE` overrides: `method.name`, then `method.ablation` (each refills the method's preset),
+    then the rest in the order given."""
+    key = lambda o: o.split("=", 1)[0].strip().removeprefix("config.")  # noqa: E731
+    ordered = sorted(overrides, key=lambda o: PRESET_KEYS.index(key(o)) if key(o) in PRESET_KEYS else len(PRESET_KEYS))
+    for override in ordered:
+        apply_override(cfg, override)
 
 
 def to_dict(cfg) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import signal
 import sys
 import time
 
@@ -25,7 +24,8 @@ import numpy as np
 
 from vicokd_jax import config as config_lib
 from vicokd_jax import parallel
-from vicokd_jax.train import loop
+from vicokd_jax.data import datasets
+from vicokd_jax.train import loop, preemption
 
 
 class Summary(dict):
@@ -38,45 +38,54 @@ class Summary(dict):
             raise AttributeError(name) from err
 
 
-def _on_sigterm(signum, frame):
-    loop.PREEMPTED.set()
-
-
 def run(cfg, workdir) -> Summary:
-    """Train `cfg.stages` in order in `workdir`, export the student, write and return the Summary."""
+    """Train the config's stages in order in `workdir`, export the student, write and return the Summary."""
     config_lib.validate(cfg)
     parallel.initialize_distributed()
+    stages = config_lib.stages_of(cfg)
+    datasets.check_prepared(cfg)  # before any work: a prepared copy generated with other settings is refused
     workdir = pathlib.Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    _write_config(cfg, workdir)
-    # Several processes: jax.distributed's own SIGTERM handler drives the preemption sync (loop.preemption_requested);
-    # installing ours would replace it.
-    previous = (signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() and jax.process_count() == 1
-                else None)
-    loop.PREEMPTED.clear()
+    write_config(cfg, workdir)
+    previous = preemption.install_handler()
     summary = Summary(workdir=str(workdir), name=cfg.name)
     t0 = time.perf_counter()
+    student = None
     try:
-        for stage in cfg.stages:
+        for stage in stages:
             result = loop.train_stage(stage, cfg, workdir)
-            summary[stage] = result
-            if result.get("preempted"):
+            summary[stage] = result.metrics
+            if result.metrics.get("preempted"):
                 summary["preempted"] = True
                 return summary
-        if "student" in cfg.stages and jax.process_index() == 0:
-            from vicokd_jax import export as export_lib
-
-            summary["export"] = str(export_lib.export(workdir))
+            if stage == "student":
+                student = result.variables
+        if "student" in stages:
+            summary["export"] = str(_export(cfg, workdir, student))
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        preemption.restore_handler(previous)
     summary["seconds"] = time.perf_counter() - t0
     if jax.process_index() == 0:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     return summary
 
 
-def _write_config(cfg, workdir: pathlib.Path) -> None:
+def _export(cfg, workdir: pathlib.Path, variables):
+    """The student's export, written by process 0 from the trained variables in memory (or, for a stage finished
+    by an earlier run, from its saved variables)."""
+    from vicokd_jax import export as export_lib
+
+    out_dir = workdir / "export"
+    if variables is None:
+        return export_lib.export(workdir, out_dir) if jax.process_index() == 0 else out_dir
+    if jax.process_count() > 1:  # every process takes part in gathering the sharded variables
+        from jax.experimental import multihost_utils
+
+        variables = multihost_utils.process_allgather(variables, tiled=True)
+    return export_lib.export_student(cfg, variables, out_dir) if jax.process_index() == 0 else out_dir
+
+
+def write_config(cfg, workdir: pathlib.Path) -> None:
     """Write workdir/config.json. Resuming with a different config keeps the earlier one (config.previous-N.json)
     and prints the changes that affect results, so a run's history is never overwritten silently."""
     if jax.process_index() != 0:
@@ -101,12 +110,6 @@ def _json_default(x):
     return str(x)
 
 
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
 def _parse_cli(argv):
     import argparse
 
@@ -126,9 +129,10 @@ def main(argv=None) -> int:
     args, overrides = _parse_cli(sys.argv[1:] if argv is None else argv)
     cfg = config_lib.from_file(args.config, overrides)
     summary = run(cfg, args.workdir)
+    stages = config_lib.stages_of(cfg)
     report = {stage: {k: summary[stage].get(k) for k in ("top1", "top5", "mean_view_top1", "map_class",
                                                          "agreement") if k in summary[stage]}
-              for stage in cfg.stages if stage in summary}
+              for stage in stages if stage in summary}
     print(json.dumps({"workdir": summary["workdir"], "preempted": summary.get("preempted", False), **report,
                       "export": summary.get("export")}, indent=1, default=_json_default))
     return 0

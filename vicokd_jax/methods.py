@@ -59,12 +59,45 @@ ABLATIONS = {
 }
 
 
-def method_config(name: str, ablation: str | None = None) -> ml_collections.ConfigDict:
+class MethodConfig(ml_collections.ConfigDict):
+    """A method's ConfigDict whose `name` and `ablation` select the preset: assigning either (in Python, a
+    `--config.method.name=kd` flag or an override) refills every other field from `method_config`, so a run
+    labelled "kd" is KD. Fields set afterwards apply on top (`vicokd_jax.config` applies name and ablation
+    overrides before the others). Assigning `name` clears the ablation, which belongs to one method."""
+
+    def __setitem__(self, key, value):
+        if key in ("name", "ablation") and key in self._fields and not self.__dict__.get("_refilling"):
+            name, ablation = (value, "") if key == "name" else (self["name"], value)
+            preset = method_config(name, ablation or None)
+            object.__setattr__(self, "_refilling", True)
+            try:
+                _refill(self, preset)
+            finally:
+                object.__setattr__(self, "_refilling", False)
+            return
+        super().__setitem__(key, value)
+
+
+def _refill(target: ml_collections.ConfigDict, source: ml_collections.ConfigDict) -> None:
+    for key, value in source.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            _refill(target[key], value)
+        else:
+            target[key] = value
+
+
+def needs_teacher(cfg) -> bool:
+    """Whether the objective `cfg` (a method config) reads the teacher's outputs."""
+    w = cfg.weights
+    return bool(w.kd or w.dkd or w.feat or (w.pl and cfg.pl.source == "teacher"))
+
+
+def method_config(name: str, ablation: str | None = None) -> MethodConfig:
     """The preset `name` of METHOD.md as a ConfigDict (every weight, temperature and threshold is a field)."""
     if name not in METHOD_TERMS:
         raise ValueError(f"unknown method {name!r}; expected one of {list(METHODS)}")
     terms = METHOD_TERMS[name]
-    cfg = ml_collections.ConfigDict(dict(
+    cfg = MethodConfig(dict(
         name=name,
         ablation=ablation or "",
         weights={t: (_DEFAULT_WEIGHTS[t] if t in terms else 0.0) for t in TERMS},

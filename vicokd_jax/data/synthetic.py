@@ -22,11 +22,16 @@ How it is made:
   detections (short bursts of low scores) and false alarms (high scores in empty views).
 
 Difficulty knobs (`SynthConfig`): `image_size`, `noise_std`, `limb_radius`, `occluders`, `fov_deg`,
-`miss_rate`, `false_alarm_rate`, `skeleton_noise`, `lighting_jitter`, `amplitude_range`. The aim (checked in the
-study of issue 7): a skeleton teacher well above 95% top-1 while an RGB student on 10% of the labels stays clearly
-below it. Skeletons are clean 3-D geometry; RGB at 32x32 with noise, small limbs and occluders is much harder.
-The defaults (v1.1: a 4x4 m room, 0.1 m limbs, noise 3, no pillars) were set in issue 6: with v1.0's (8x8 m,
-0.06 m, noise 6, 2 pillars) actors spanned ~3x8 pixels and an RGB student stayed at chance even with all labels.
+`miss_rate`, `false_alarm_rate`, `skeleton_noise`, `lighting_jitter`, `amplitude_range`. The aim (checked by the
+study in docs/RESULTS.md): a skeleton teacher well above 95% top-1 while an RGB student on 10% of the labels stays
+clearly below it. Skeletons are clean 3-D geometry; RGB at 32x32 with noise, small limbs and occluders is much
+harder. The defaults (v1.1: a 4x4 m room, 0.1 m limbs, noise 3, no pillars) make the actor large enough for RGB to
+be learnable: with v1.0's (8x8 m, 0.06 m, noise 6, 2 pillars) actors spanned ~3x8 pixels and an RGB student
+stayed at chance even with all labels.
+
+The parts: the actor (skeleton, kinematics, motion primitives) is `synthetic_motion`, the cameras and the
+rasteriser are `synthetic_render`; this module holds the knobs and the source, and re-exports (`__all__`)
+`ACTIONS`, the joint indices, `Camera` and `make_cameras`.
 """
 from __future__ import annotations
 
@@ -34,26 +39,20 @@ import dataclasses
 
 import numpy as np
 
-ACTIONS = ("wave_right", "wave_left", "raise_arms", "clap", "squat", "jump", "walk", "kick_right", "punch_right",
-           "bow", "arm_circles", "turn_around", "kick_left", "punch_left")
+from vicokd_jax.data.synthetic_motion import (
+    ACTIONS, BONES, HEAD, L_ANKLE, L_ELBOW, L_FOOT, L_HAND, L_HIP, L_KNEE, L_SHOULDER, L_THUMB, L_TIP, L_WRIST, NECK,
+    R_ANKLE, R_ELBOW, R_FOOT, R_HAND, R_HIP, R_KNEE, R_SHOULDER, R_THUMB, R_TIP, R_WRIST, SPINE_BASE, SPINE_MID,
+    SPINE_SHOULDER, Pose, action_pose, forward_kinematics, idle_pose, rot_y)
+from vicokd_jax.data.synthetic_render import PART_COLOURS, Camera, background, make_cameras, rasterise
 
-# NTU joint indices (0-based).
-(SPINE_BASE, SPINE_MID, NECK, HEAD, L_SHOULDER, L_ELBOW, L_WRIST, L_HAND, R_SHOULDER, R_ELBOW, R_WRIST, R_HAND,
- L_HIP, L_KNEE, L_ANKLE, L_FOOT, R_HIP, R_KNEE, R_ANKLE, R_FOOT, SPINE_SHOULDER, L_TIP, L_THUMB, R_TIP,
- R_THUMB) = range(25)
+__all__ = [
+    "ACTIONS", "Camera", "SynthConfig", "SynthMV", "make_cameras",
+    # NTU joint indices (0-based), from synthetic_motion
+    "SPINE_BASE", "SPINE_MID", "NECK", "HEAD", "L_SHOULDER", "L_ELBOW", "L_WRIST", "L_HAND", "R_SHOULDER", "R_ELBOW",
+    "R_WRIST", "R_HAND", "L_HIP", "L_KNEE", "L_ANKLE", "L_FOOT", "R_HIP", "R_KNEE", "R_ANKLE", "R_FOOT",
+    "SPINE_SHOULDER", "L_TIP", "L_THUMB", "R_TIP", "R_THUMB",
+]
 
-# Bones drawn as capsules, with the body part that gives their colour.
-_BONES = (
-    (SPINE_BASE, SPINE_MID, "torso"), (SPINE_MID, SPINE_SHOULDER, "torso"), (SPINE_SHOULDER, NECK, "torso"),
-    (SPINE_SHOULDER, L_SHOULDER, "torso"), (SPINE_SHOULDER, R_SHOULDER, "torso"),
-    (L_SHOULDER, L_ELBOW, "left_arm"), (L_ELBOW, L_WRIST, "left_arm"), (L_WRIST, L_HAND, "left_arm"),
-    (L_HAND, L_TIP, "left_arm"), (R_SHOULDER, R_ELBOW, "right_arm"), (R_ELBOW, R_WRIST, "right_arm"),
-    (R_WRIST, R_HAND, "right_arm"), (R_HAND, R_TIP, "right_arm"),
-    (SPINE_BASE, L_HIP, "torso"), (L_HIP, L_KNEE, "left_leg"), (L_KNEE, L_ANKLE, "left_leg"),
-    (L_ANKLE, L_FOOT, "left_leg"), (SPINE_BASE, R_HIP, "torso"), (R_HIP, R_KNEE, "right_leg"),
-    (R_KNEE, R_ANKLE, "right_leg"), (R_ANKLE, R_FOOT, "right_leg"), (NECK, HEAD, "head"),
-)
-_PARTS = ("torso", "left_arm", "right_arm", "left_leg", "right_leg", "head")
 _SPLIT_IDS = {"train": 0, "test": 1, "validation": 2}
 _CLIP_SECONDS = 3.2  # the T frames span this much time: fps = T / 3.2 (5 fps at T = 16)
 
@@ -81,249 +80,6 @@ class SynthConfig:
     def __post_init__(self):
         if self.overlap not in ("partial", "full"):
             raise ValueError(f"SynthConfig.overlap must be 'partial' or 'full', got {self.overlap!r}")
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Geometry
-# ------------------------------------------------------------------------------------------------------------
-def _rot_x(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def _rot_y(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-
-def _rot_z(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-
-
-def _unit(v):
-    return v / max(np.linalg.norm(v), 1e-9)
-
-
-def _limb_direction(flexion, abduction, side):
-    """Direction of a limb hanging down (0, -1, 0) raised forward by `flexion` and outward by `abduction`.
-
-    Body frame: x = the actor's left, y = up, z = forward. `side` = +1 left, -1 right.
-    """
-    return _rot_z(side * abduction) @ _rot_x(-flexion) @ np.array([0.0, -1.0, 0.0])
-
-
-def _bend(direction, angle, towards):
-    """Rotate `direction` by `angle` in the plane spanned with `towards` (elbow / knee flexion)."""
-    perp = towards - np.dot(towards, direction) * direction
-    if np.linalg.norm(perp) < 1e-6:
-        perp = np.array([0.0, 1.0, 0.0]) - direction[1] * direction
-    return _unit(np.cos(angle) * direction + np.sin(angle) * _unit(perp))
-
-
-@dataclasses.dataclass
-class _Pose:
-    """Joint angles (radians) and root offsets of one frame; defaults are a relaxed standing pose."""
-
-    arm_flex: tuple = (0.1, 0.1)  # (left, right)
-    arm_abd: tuple = (0.15, 0.15)
-    elbow: tuple = (0.2, 0.2)
-    hip_flex: tuple = (0.0, 0.0)
-    knee: tuple = (0.0, 0.0)
-    torso_bend: float = 0.0
-    torso_twist: float = 0.0
-    root_dy: float = 0.0
-
-
-def _skeleton(pose: _Pose, size: float) -> np.ndarray:
-    """Forward kinematics: `_Pose` -> [25, 3] joints in the body frame (root on the floor below spine base)."""
-    j = np.zeros((25, 3))
-    s = size
-    hip_height = 0.95 * s + pose.root_dy
-    j[SPINE_BASE] = (0.0, hip_height, 0.0)
-    torso = _rot_y(pose.torso_twist) @ _rot_x(pose.torso_bend)
-    forward = torso @ np.array([0.0, 0.0, 1.0])
-    up = torso @ np.array([0.0, 1.0, 0.0])
-    j[SPINE_MID] = j[SPINE_BASE] + 0.25 * s * up
-    j[SPINE_SHOULDER] = j[SPINE_BASE] + 0.5 * s * up
-    j[NECK] = j[SPINE_BASE] + 0.58 * s * up
-    j[HEAD] = j[SPINE_BASE] + 0.72 * s * up
-    for k, (side, shoulder, elbow, wrist, hand, tip, thumb) in enumerate(
-            ((1, L_SHOULDER, L_ELBOW, L_WRIST, L_HAND, L_TIP, L_THUMB),
-             (-1, R_SHOULDER, R_ELBOW, R_WRIST, R_HAND, R_TIP, R_THUMB))):
-        j[shoulder] = j[SPINE_SHOULDER] + torso @ np.array([side * 0.18 * s, -0.02 * s, 0.0])
-        upper = torso @ _limb_direction(pose.arm_flex[k], pose.arm_abd[k], side)
-        j[elbow] = j[shoulder] + 0.30 * s * upper
-        fore = _bend(upper, pose.elbow[k], forward + 0.3 * up)
-        j[wrist] = j[elbow] + 0.27 * s * fore
-        j[hand] = j[wrist] + 0.07 * s * fore
-        j[tip] = j[hand] + 0.06 * s * fore
-        j[thumb] = j[hand] + 0.04 * s * _unit(fore - side * 0.8 * (torso @ np.array([1.0, 0.0, 0.0])))
-    for k, (side, hip, knee, ankle, foot) in enumerate(((1, L_HIP, L_KNEE, L_ANKLE, L_FOOT),
-                                                        (-1, R_HIP, R_KNEE, R_ANKLE, R_FOOT))):
-        j[hip] = j[SPINE_BASE] + np.array([side * 0.1 * s, -0.05 * s, 0.0])
-        thigh = _limb_direction(pose.hip_flex[k], 0.05, side)
-        j[knee] = j[hip] + 0.45 * s * thigh
-        shin = _rot_x(-(pose.hip_flex[k] - pose.knee[k])) @ np.array([0.0, -1.0, 0.0])
-        j[ankle] = j[knee] + 0.43 * s * shin
-        j[foot] = j[ankle] + np.array([0.0, -0.03 * s, 0.12 * s])
-    return j
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Actions: joint-angle motion primitives
-# ------------------------------------------------------------------------------------------------------------
-def _action_pose(action: str, t: float, omega: float, amp: float, duration: float) -> tuple[_Pose, float, float]:
-    """Pose at time `t` (seconds since the action started) -> (pose, forward speed factor, extra heading)."""
-    wave = np.sin(omega * t)
-    rise = 0.5 - 0.5 * np.cos(omega * t)  # 0 -> 1 -> 0 per cycle
-    pulse = max(0.0, np.sin(omega * t)) ** 2
-    d = np.deg2rad
-    p = _Pose()
-    walk, turn = 0.0, 0.0
-    if action in ("wave_right", "wave_left"):
-        k = 1 if action == "wave_right" else 0
-        abd, flex, elbow = list(p.arm_abd), list(p.arm_flex), list(p.elbow)
-        abd[k], flex[k], elbow[k] = d(150) * amp, d(20), d(45) + d(35) * amp * wave
-        p = dataclasses.replace(p, arm_abd=tuple(abd), arm_flex=tuple(flex), elbow=tuple(elbow))
-    elif action == "raise_arms":
-        f = d(20) + d(150) * amp * rise
-        p = dataclasses.replace(p, arm_flex=(f, f), elbow=(0.1, 0.1))
-    elif action == "clap":
-        a = d(5) + d(45) * amp * (0.5 + 0.5 * np.sin(2 * omega * t))
-        p = dataclasses.replace(p, arm_flex=(d(80), d(80)), arm_abd=(a, a), elbow=(d(30), d(30)))
-    elif action == "squat":
-        p = dataclasses.replace(p, hip_flex=(d(95) * amp * rise,) * 2, knee=(d(120) * amp * rise,) * 2,
-                                root_dy=-0.38 * amp * rise, torso_bend=d(25) * rise, arm_flex=(d(80) * rise,) * 2)
-    elif action == "jump":
-        air = max(0.0, np.sin(omega * t))
-        crouch = max(0.0, -np.sin(omega * t))
-        p = dataclasses.replace(p, root_dy=0.3 * amp * air - 0.15 * crouch, knee=(d(60) * crouch,) * 2,
-                                hip_flex=(d(40) * crouch,) * 2, arm_flex=(d(30) + d(120) * air,) * 2)
-    elif action == "walk":
-        p = dataclasses.replace(p, hip_flex=(d(30) * amp * wave, -d(30) * amp * wave),
-                                knee=(d(35) * max(0, -wave), d(35) * max(0, wave)),
-                                arm_flex=(-d(30) * amp * wave, d(30) * amp * wave))
-        walk = 1.0
-    elif action in ("kick_right", "kick_left"):
-        k = 1 if action == "kick_right" else 0
-        hip, knee = [0.0, 0.0], [0.0, 0.0]
-        hip[k], knee[k] = d(85) * amp * pulse, d(70) * (1 - pulse) * np.sqrt(pulse)
-        p = dataclasses.replace(p, hip_flex=tuple(hip), knee=tuple(knee), arm_abd=(d(25), d(25)))
-    elif action in ("punch_right", "punch_left"):
-        k = 1 if action == "punch_right" else 0
-        flex, elbow = [d(60), d(60)], [d(110), d(110)]
-        flex[k], elbow[k] = d(90), d(110) * (1 - amp * pulse)
-        p = dataclasses.replace(p, arm_flex=tuple(flex), elbow=tuple(elbow),
-                                torso_twist=(1 if k else -1) * d(20) * pulse)
-    elif action == "bow":
-        p = dataclasses.replace(p, torso_bend=d(65) * amp * rise, arm_flex=(d(10),) * 2)
-    elif action == "arm_circles":
-        p = dataclasses.replace(p, arm_abd=(d(90) + d(40) * amp * np.cos(omega * t),) * 2,
-                                arm_flex=(d(45) * amp * np.sin(omega * t),) * 2, elbow=(0.05, 0.05))
-    elif action == "turn_around":
-        turn = 2 * np.pi * min(t / max(duration, 1e-6), 1.0)
-        p = dataclasses.replace(p, hip_flex=(d(15) * wave, -d(15) * wave), knee=(d(20) * max(0, wave),) * 2)
-    else:
-        raise ValueError(f"unknown SynthMV action {action!r}")
-    return p, walk, turn
-
-
-def _idle_pose(t: float, phase: float) -> _Pose:
-    sway = 0.03 * np.sin(1.3 * t + phase)
-    return _Pose(torso_twist=sway, arm_flex=(0.1 + sway, 0.1 - sway))
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Cameras and rendering
-# ------------------------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Camera:
-    position: np.ndarray  # [3] world
-    rotation: np.ndarray  # [3, 3] world -> camera (rows: right, up, forward)
-    focal: float  # pixels
-
-    def to_camera(self, points):
-        """World points [..., 3] -> camera coordinates [..., 3] (x right, y up, z forward)."""
-        return (points - self.position) @ self.rotation.T
-
-    def project(self, cam_points, size):
-        """Camera points [..., 3] -> pixel coordinates [..., 2] (u right, v down) for a size x size image."""
-        z = np.maximum(cam_points[..., 2], 1e-3)
-        u = self.focal * cam_points[..., 0] / z + size / 2
-        v = -self.focal * cam_points[..., 1] / z + size / 2
-        return np.stack([u, v], -1)
-
-
-def _look_at(position, target, fov_deg, size) -> Camera:
-    forward = _unit(np.asarray(target, float) - position)
-    right = _unit(np.cross(np.array([0.0, 1.0, 0.0]), forward))
-    up = np.cross(forward, right)
-    focal = (size / 2) / np.tan(np.deg2rad(fov_deg) / 2)
-    return Camera(np.asarray(position, float), np.stack([right, up, forward]), focal)
-
-
-def make_cameras(num_views: int, cfg: SynthConfig, size: int) -> list[Camera]:
-    """V cameras around the room. Partial overlap: near the corners/walls, each aimed at its own side of the
-    room with a limited field of view. Full overlap: far back, wide lenses, aimed at the room centre."""
-    cams = []
-    h = cfg.room_half
-    for v in range(num_views):
-        angle = 2 * np.pi * v / num_views + np.pi / 4
-        corner = np.array([np.cos(angle), 0.0, np.sin(angle)])
-        if cfg.overlap == "full":
-            position = corner * h * 2.2 + np.array([0.0, 3.0, 0.0])
-            cams.append(_look_at(position, [0.0, 0.8, 0.0], 62.0, size))
-            continue
-        position = corner * h * 1.05 + np.array([0.0, 2.6, 0.0])
-        # Aim past the centre towards the camera's own side (rotated), so neighbours overlap only partly.
-        side = np.array([np.cos(angle + 0.9), 0.0, np.sin(angle + 0.9)])
-        target = 0.15 * h * corner + cfg.aim_offset * h * side + np.array([0.0, 0.6, 0.0])
-        cams.append(_look_at(position, target, cfg.fov_deg, size))
-    return cams
-
-
-_PART_COLOURS = {  # base colours; per example they are jittered (clothing)
-    "torso": (180, 60, 50), "left_arm": (60, 170, 60), "right_arm": (60, 90, 200), "left_leg": (200, 180, 50),
-    "right_leg": (160, 70, 180), "head": (230, 190, 160),
-}
-
-
-def _rasterise(a, b, za, zb, radius, colour, px, py):
-    """Capsules with a z-buffer, evaluated at pixel centres `(px, py)` [P].
-
-    a, b [N, S, 2] pixel endpoints; za, zb [N, S] depths; radius [N, S] pixels; colour [N, S, 3].
-    -> (rgb [N, P, 3] of the nearest capsule per pixel, coverage [N, P] in [0, 1], depth [N, P]).
-    """
-    # NOTE: x and y are kept as separate float32 arrays; reductions over a trailing axis of size 2 are what made
-    # a vectorised version slow.
-    f32 = lambda x: np.asarray(x, np.float32)[..., None]  # noqa: E731  [N, S, 1]: broadcasts against pixels
-    ax, ay, dx, dy = f32(a[..., 0]), f32(a[..., 1]), f32(b[..., 0] - a[..., 0]), f32(b[..., 1] - a[..., 1])
-    rx, ry = px - ax, py - ay  # [N, S, P]
-    t = np.clip((rx * dx + ry * dy) / np.maximum(dx * dx + dy * dy, 1e-9), 0.0, 1.0)
-    ex, ey = rx - t * dx, ry - t * dy
-    dist = np.sqrt(ex * ex + ey * ey)
-    za32, zb32 = f32(za), f32(zb)
-    depth = za32 + t * (zb32 - za32)
-    cover = np.clip(f32(radius) + 0.5 - dist, 0.0, 1.0)
-    cover *= (za32 > 0.2) & (zb32 > 0.2)  # capsules with an end behind the camera are not drawn
-    zbuf = np.where(cover > 0, depth, np.inf)
-    nearest = zbuf.argmin(1)  # [N, P]
-    take = lambda x: np.take_along_axis(x, nearest[:, None], 1)[:, 0]  # noqa: E731
-    rgb = np.take_along_axis(np.asarray(colour, np.float32), nearest[..., None], 1)  # [N, P, 3]
-    return rgb, take(cover), take(zbuf)
-
-
-def _background(rng_view, size, wall, floor, light):
-    """Per-view wall/floor with a fixed low-frequency texture: [size, size, 3] float."""
-    rows = np.linspace(0, 1, size)[:, None, None]
-    horizon = 0.45 + 0.1 * rng_view.random()
-    wall_img = np.asarray(wall)[None, None] * (0.85 + 0.3 * rows)
-    floor_img = np.asarray(floor)[None, None] * (0.7 + 0.4 * rows)
-    img = np.where(rows < horizon, wall_img, floor_img) * np.ones((size, size, 1))
-    coarse = rng_view.normal(0, 12, (4, 4, 1))
-    img = img + np.kron(coarse, np.ones((size // 4 + 1, size // 4 + 1, 1)))[:size, :size]
-    return img * light
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -435,16 +191,16 @@ class SynthMV:
             now = f * dt
             current = next((k for k, (s, e) in enumerate(spans) if s <= f < e), None)
             if current is None:
-                pose, walk, turn = _idle_pose(now, phase), 0.0, 0.0
+                pose, walk, turn = idle_pose(now, phase), 0.0, 0.0
             else:
                 start, end = spans[current]
-                pose, walk, turn = _action_pose(ACTIONS[actions[current]], (f - start) * dt + phase / omega,
+                pose, walk, turn = action_pose(ACTIONS[actions[current]], (f - start) * dt + phase / omega,
                                                 omega, amp, (end - start) * dt)
             facing = heading + turn
             step = np.array([np.sin(facing), np.cos(facing)]) * 0.9 * speed * walk + drift
             position = np.clip(position + step * dt, -cfg.room_half * 0.95, cfg.room_half * 0.95)
-            body = _skeleton(pose, size)
-            out[f] = body @ _rot_y(facing).T + np.array([position[0], 0.0, position[1]])
+            body = forward_kinematics(pose, size)
+            out[f] = body @ rot_y(facing).T + np.array([position[0], 0.0, position[1]])
         return out
 
     def _sample_position(self, rng, size):
@@ -452,7 +208,7 @@ class SynthMV:
         h = self.config.room_half
         for _ in range(20):
             pos = rng.uniform(-0.85 * h, 0.85 * h, 2)
-            body = _skeleton(_Pose(), size) + np.array([pos[0], 0.0, pos[1]])
+            body = forward_kinematics(Pose(), size) + np.array([pos[0], 0.0, pos[1]])
             if any(self._inside_fraction(cam, body) >= 0.8 for cam in self.cameras):
                 return pos
         return pos
@@ -477,25 +233,25 @@ class SynthMV:
         pb, pt = cam.to_camera(bottoms), cam.to_camera(tops)
         radius = cam.focal * 0.25 / np.maximum((pb[:, 2] + pt[:, 2]) / 2, 0.05)
         one = lambda x: x[None]  # noqa: E731  a single "frame"
-        rgb, cover, zbuf = _rasterise(one(cam.project(pb, size)), one(cam.project(pt, size)), one(pb[:, 2]),
+        rgb, cover, zbuf = rasterise(one(cam.project(pb, size)), one(cam.project(pt, size)), one(pb[:, 2]),
                                       one(pt[:, 2]), one(radius), np.full((1, len(bottoms), 3), 90.0), px, py)
         return rgb[0], cover[0], zbuf[0]
 
     def _render(self, rng, world):
         """-> rgb [V, T, H, W, 3] uint8 and per-joint visibility [V, T, 25] bool (in the image, not occluded)."""
         cfg, size, t = self.config, self.image_size, self.num_frames
-        colours = {k: np.clip(np.asarray(c) + rng.normal(0, 25, 3), 20, 255) for k, c in _PART_COLOURS.items()}
-        bone_a = np.array([a for a, _, _ in _BONES])
-        bone_b = np.array([b for _, b, _ in _BONES])
-        bone_rgb = np.broadcast_to(np.stack([colours[p] for _, _, p in _BONES]), (t, len(_BONES), 3))
+        colours = {k: np.clip(np.asarray(c) + rng.normal(0, 25, 3), 20, 255) for k, c in PART_COLOURS.items()}
+        bone_a = np.array([a for a, _, _ in BONES])
+        bone_b = np.array([b for _, b, _ in BONES])
+        bone_rgb = np.broadcast_to(np.stack([colours[p] for _, _, p in BONES]), (t, len(BONES), 3))
         bone_r = np.array([0.11 if p == "head" else cfg.limb_radius * (1.3 if p == "torso" else 1.0)
-                           for _, _, p in _BONES])
+                           for _, _, p in BONES])
         images, visibility = [], []
         for v, cam in enumerate(self.cameras):
             wall, floor, style_seed = self.view_style[v]
             light = 1.0 + rng.uniform(-cfg.lighting_jitter, cfg.lighting_jitter)
             pillar_rgb, pillar_cover, pillar_depth = self._pillars_seen[v]
-            scene = _background(np.random.default_rng(style_seed), size, wall, floor, 1.0).reshape(-1, 3)
+            scene = background(np.random.default_rng(style_seed), size, wall, floor, 1.0).reshape(-1, 3)
             scene = scene * (1 - pillar_cover[:, None]) + pillar_rgb * pillar_cover[:, None]
             img = np.broadcast_to(scene * light, (t, size * size, 3)).copy()
             cam_pts = cam.to_camera(world)  # [T, 25, 3]
@@ -509,7 +265,7 @@ class SynthMV:
                 (x0, x1), (y0, y1) = box
                 xs, ys = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
                 index = (ys * size + xs).ravel()
-                rgb, cover, depth = _rasterise(uv[:, bone_a], uv[:, bone_b], seg_za, seg_zb, seg_r, bone_rgb,
+                rgb, cover, depth = rasterise(uv[:, bone_a], uv[:, bone_b], seg_za, seg_zb, seg_r, bone_rgb,
                                                xs.ravel() + 0.5, ys.ravel() + 0.5)
                 cover = cover * (depth < pillar_depth[index])
                 shade = np.clip(1.25 - 0.06 * np.where(np.isfinite(depth), depth, 0.0), 0.5, 1.2)[..., None]
@@ -564,4 +320,3 @@ class SynthMV:
             tracked = visible[v].mean(-1) >= 0.5  # the sensor tracks a body it mostly sees
             out.append(np.where(tracked[:, None, None], pts, 0.0))
         return np.stack(out)[:, None].astype(np.float32)
-

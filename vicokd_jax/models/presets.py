@@ -122,7 +122,11 @@ def teacher_from_config(cfg) -> Teacher:
 def student_from_config(cfg) -> Student:
     """The student an experiment config describes, with the method's architecture switches (`cfg.method.student`)."""
     m, s = cfg.model, cfg.method.student
-    return build_student(m.student_preset or m.preset, cfg.data.num_classes, dtype=_DTYPES[m.dtype], adapter=s.adapter, hint=s.hint,
-                         per_view_weights=s.per_view_weights, num_views=cfg.data.num_views,
-                         memory_tokens=m.memory_tokens, fusion_layers=m.fusion_layers, dropout=m.dropout,
-                         input_mode=m.student_input)
+    # NOTE: the student's aligned tokens and frame logits are compared position by position with the teacher's,
+    # so their width D and length L are the teacher preset's, whatever the student's own encoder is.
+    teacher = get_preset(m.preset)
+    return build_student(m.student_preset or m.preset, cfg.data.num_classes, dtype=_DTYPES[m.dtype],
+                         adapter=s.adapter, hint=s.hint, per_view_weights=s.per_view_weights,
+                         num_views=cfg.data.num_views, memory_tokens=m.memory_tokens, fusion_layers=m.fusion_layers,
+                         dropout=m.dropout, input_mode=m.student_input, teacher_width=teacher.width,
+                         token_frames=teacher.token_frames)

@@ -48,12 +48,11 @@ def make_optimizer(train_cfg, steps: int, lr: float) -> tuple[optax.GradientTran
     return opt, schedule
 
 
-def create_state(init_variables: Callable[[jax.Array], dict], tx: optax.GradientTransformation, seed: int, mesh,
-                 fsdp_min_size: int = 2**16) -> tuple[TrainState, Any]:
-    """Create the state already sharded: `jax.jit(init, out_shardings=...)`; returns (state, its shardings).
-
-    `init_variables(rng) -> {"params": ..., other collections}` (a model's `init` with example inputs).
-    """
+def init_state_fn(init_variables: Callable[[jax.Array], dict], tx: optax.GradientTransformation
+                  ) -> Callable[[jax.Array], TrainState]:
+    """`seed (uint32 scalar) -> TrainState`: the model's variables from `init_variables(key)`, the optimizer
+    state, a dropout key. Pure: `jax.eval_shape` of it is the abstract state, `jax.jit` of it with out_shardings
+    creates the state already sharded."""
 
     def init(seed_array):
         key = jax.random.key(seed_array)
@@ -64,6 +63,17 @@ def create_state(init_variables: Callable[[jax.Array], dict], tx: optax.Gradient
                           opt_state=tx.init(params), rng=jax.random.key_data(dropout_key),
                           skipped=jnp.zeros((), jnp.int32))
 
+    return init
+
+
+def create_state(init_variables: Callable[[jax.Array], dict], tx: optax.GradientTransformation, seed: int, mesh,
+                 fsdp_min_size: int = 2**16) -> tuple[TrainState, Any]:
+    """Create the state already sharded: `jax.jit(init, out_shardings=...)`; returns (state, its shardings).
+
+    `init_variables(rng) -> {"params": ..., other collections}` (a model's `init` with example inputs).
+    """
+
+    init = init_state_fn(init_variables, tx)
     seed_array = jnp.asarray(seed, jnp.uint32)
     abstract = jax.eval_shape(init, seed_array)
     shardings = state_shardings(abstract, mesh, fsdp_min_size)

@@ -62,8 +62,13 @@ def teacher_loss(out: dict, batch: dict, frame_weight: float, view_weight: float
     return total, metrics
 
 
-def _teacher_inputs(batch: dict, modalities) -> tuple:
-    return batch["skeleton"], (batch["rgb"] if "rgb" in modalities else None), batch["view_mask"]
+def model_inputs(stage: str, cfg, batch: dict) -> tuple:
+    """The positional inputs of the stage's model from a batch: `(skeleton, rgb, view_mask)` for the teacher
+    (None for a modality it does not use), `(rgb, view_mask)` for the student."""
+    if stage == "teacher":
+        modalities = tuple(cfg.model.teacher_modalities)
+        return tuple(batch[m] if m in modalities else None for m in ("skeleton", "rgb")) + (batch["view_mask"],)
+    return batch["rgb"], batch["view_mask"]
 
 
 def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedule: optax.Schedule, cfg, mesh,
@@ -79,25 +84,27 @@ def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedul
     (`parallel.global_batches`), makes K updates in one `lax.scan`, and returns every metric stacked `[K]`
     (K is the leading size of the batch, so a shorter call compiles once more).
     """
-    modalities = tuple(cfg.model.teacher_modalities)
-
     def forward_loss(params, state: TrainState, batch: dict, teacher_variables, dropout_key):
         variables = {"params": params, **state.model_state}
         mutable = list(state.model_state.keys())
         rngs = {"dropout": dropout_key}
         if stage == "teacher":
-            out, new_model_state = model.apply(variables, *_teacher_inputs(batch, modalities), train=True,
+            out, new_model_state = model.apply(variables, *model_inputs("teacher", cfg, batch), train=True,
                                                rngs=rngs, mutable=mutable)
             loss, metrics = teacher_loss(out, batch, cfg.teacher.frame_loss_weight, cfg.teacher.view_loss_weight,
                                          cfg.teacher.view_score_threshold)
         else:
-            teacher_out = teacher.apply(teacher_variables, *_teacher_inputs(batch, modalities), train=False)
-            teacher_out = jax.lax.stop_gradient(teacher_out)
-            out, new_model_state = model.apply(variables, batch["rgb"], batch["view_mask"], train=True, rngs=rngs,
-                                               mutable=mutable)
+            teacher_out = {}  # an objective without a teacher term runs no teacher
+            if teacher is not None:
+                teacher_out = teacher.apply(teacher_variables, *model_inputs("teacher", cfg, batch), train=False)
+                teacher_out = jax.lax.stop_gradient(teacher_out)
+            out, new_model_state = model.apply(variables, *model_inputs("student", cfg, batch), train=True,
+                                               rngs=rngs, mutable=mutable)
             loss, metrics = methods.total_loss(out, teacher_out, batch, cfg.method)
             if "label" in batch:
-                metrics["train/teacher_top1"] = jnp.mean(jnp.argmax(teacher_out["logits"], -1) == batch["label"]) * 100
+                if teacher is not None:
+                    metrics["train/teacher_top1"] = jnp.mean(
+                        jnp.argmax(teacher_out["logits"], -1) == batch["label"]) * 100
                 metrics["train/top1"] = jnp.mean(jnp.argmax(out["logits"], -1) == batch["label"]) * 100
         return loss, (metrics, dict(new_model_state))
 
@@ -128,7 +135,7 @@ def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedul
     else:
         fn, batch_sh = step, parallel.batch_sharding(mesh)
     rep = parallel.replicated(mesh)
-    if stage == "teacher":
+    if teacher is None:  # the teacher stage, or a student whose objective uses no teacher
         return jax.jit(lambda s, b: fn(s, b), donate_argnums=(0,), in_shardings=(state_shardings, batch_sh),
                        out_shardings=(state_shardings, rep))
     return jax.jit(fn, donate_argnums=(0,), in_shardings=(state_shardings, batch_sh, teacher_shardings),
@@ -137,16 +144,14 @@ def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedul
 
 def make_eval_step(stage: str, model, cfg, mesh, teacher=None) -> Callable:
     """-> `eval(variables, batch[, teacher_variables]) -> outputs` (logits, view_logits, frame_logits[, teacher])."""
-    modalities = tuple(cfg.model.teacher_modalities)
-
     def evaluate(variables, batch, teacher_variables=None):
         if stage == "teacher":
-            out = model.apply(variables, *_teacher_inputs(batch, modalities), train=False)
+            out = model.apply(variables, *model_inputs("teacher", cfg, batch), train=False)
         else:
-            out = model.apply(variables, batch["rgb"], batch["view_mask"], train=False)
+            out = model.apply(variables, *model_inputs("student", cfg, batch), train=False)
         result = {k: out[k] for k in ("logits", "view_logits", "frame_logits")}
         if teacher is not None:
-            result["teacher_logits"] = teacher.apply(teacher_variables, *_teacher_inputs(batch, modalities),
+            result["teacher_logits"] = teacher.apply(teacher_variables, *model_inputs("teacher", cfg, batch),
                                                      train=False)["logits"]
         return result
 

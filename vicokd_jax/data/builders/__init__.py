@@ -1,7 +1,8 @@
 """TFDS builders (ArrayRecord, read with `tfds.data_source`; no TensorFlow needed).
 
 `BUILDERS` maps a dataset name to the module defining its builder class and `missing_files(manual_dir, config)`;
-modules are imported on demand (each pulls in its own parsers).
+modules are imported on demand (each pulls in its own parsers). `build` writes a dataset's ArrayRecord files,
+`open_source` reads them.
 """
 from __future__ import annotations
 
@@ -29,3 +30,21 @@ def open_source(name: str, config: str, split: str, data_dir: str):
 
     get_builder(name)  # registers the builder class with TFDS
     return tfds.data_source(f"{name}/{config}", split=split, data_dir=data_dir)
+
+
+def build(name: str, config: str, data_dir, manual_dir=None):
+    """Build dataset `name`/`config` as ArrayRecord files in `data_dir` (TFDS skips a finished one); -> the builder.
+
+    `manual_dir`: where the raw files are (NTU, MultiSensor-Home); check them first with the module's
+    `missing_files(manual_dir, config)`, which lists what is missing (this function does not).
+    """
+    import tensorflow_datasets as tfds
+
+    builder_cls, _ = get_builder(name)
+    configs = [c.name for c in builder_cls.BUILDER_CONFIGS]
+    if config not in configs:
+        raise ValueError(f"{name} has no builder config {config!r}; choose one of {sorted(configs)}")
+    builder = builder_cls(config=config, data_dir=str(data_dir), file_format="array_record")
+    download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
+    builder.download_and_prepare(download_config=download_config)
+    return builder

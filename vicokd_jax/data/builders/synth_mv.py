@@ -14,7 +14,7 @@ import dataclasses
 
 import tensorflow_datasets as tfds
 
-from vicokd_jax.data import schema
+from vicokd_jax.data import datasets, schema
 from vicokd_jax.data.synthetic import SynthConfig, SynthMV
 
 
@@ -31,12 +31,22 @@ class SynthMvConfig(tfds.core.BuilderConfig):
     num_classes: int = 12
     multi_label: bool = False
     overlap: str = "partial"
+    room_half: float = SynthConfig.room_half
+    limb_radius: float = SynthConfig.limb_radius
+    noise_std: float = SynthConfig.noise_std
+    occluders: int = SynthConfig.occluders
+
+    def generator_fields(self) -> dict:
+        """The run-config `data.*` fields this copy fixes (recorded in its TFDS metadata, checked on reading)."""
+        return {f: getattr(self, f) for f in datasets.SYNTH_GENERATOR_FIELDS}
 
     def source(self, split: str) -> SynthMV:
         return SynthMV(split, self.num_train if split == "train" else self.num_test, seed=self.seed,
                        num_views=self.num_views, num_frames=self.num_frames, image_size=self.image_size,
                        num_classes=self.num_classes, multi_label=self.multi_label,
-                       config=SynthConfig(overlap=self.overlap))
+                       config=SynthConfig(overlap=self.overlap, room_half=self.room_half,
+                                          limb_radius=self.limb_radius, noise_std=self.noise_std,
+                                          occluders=self.occluders))
 
 
 class SynthMv(tfds.core.GeneratorBasedBuilder):
@@ -44,7 +54,7 @@ class SynthMv(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {"1.0.0": "First version.",
-                     "1.1.0": "Easier RGB (issue 6): 4x4 m room, 0.1 m limbs, noise 3, no pillars."}
+                     "1.1.0": "Easier RGB: 4x4 m room, 0.1 m limbs, noise 3, no pillars."}
     BUILDER_CONFIGS = [
         SynthMvConfig(name="partial", description="4 corner cameras, partially overlapping views"),
         SynthMvConfig(name="full", overlap="full", description="every camera sees the whole room"),
@@ -58,6 +68,7 @@ class SynthMv(tfds.core.GeneratorBasedBuilder):
             features=schema.tfds_features(num_views=c.num_views, num_classes=c.num_classes,
                                           multi_label=c.multi_label, skeleton=(1, 25),
                                           rgb=(c.image_size, c.image_size), frame_labels=True),
+            metadata=tfds.core.MetadataDict(generator=c.generator_fields()),
             description="SynthMV: procedural multi-view actions (vicokd_jax.data.synthetic).")
 
     def _split_generators(self, dl_manager):

@@ -14,8 +14,9 @@ An export directory holds
                           creation time, platforms lowered for, argument/output names)
     MANIFEST.json         every other file with its size and sha256
 
-Loading (`load`) needs only jax, numpy and `flax.serialization`: no model or training code. For that reason
-this module must never import `vicokd_jax.models` (or anything that does) at import time.
+Writing (`export_predictor`) and loading (`load`) need only jax, numpy and `flax.serialization`: this module
+imports no model or training code and opens no dataset. Exporting a trained student from a run is
+`vicokd_jax.export.student`.
 
     path = export_predictor("runs/demo/export", student.apply, variables, config, input_spec)
     predict = load(path)
@@ -440,36 +441,3 @@ def load(out_dir) -> Predictor:
     variables = serialization.msgpack_restore(_read_verified(directory, VARIABLES_FILE, manifest))
     exported = jax.export.deserialize(bytearray(_read_verified(directory, PREDICTOR_FILE, manifest)))
     return Predictor(exported, variables, config)
-
-
-def export(workdir_or_checkpoint, out_dir=None) -> pathlib.Path:
-    """Export the student of a finished run: `WORKDIR/config.json` + `WORKDIR/student/final_variables` ->
-    `out_dir` (default `WORKDIR/export`). Imports the model code (only this function does)."""
-    import ml_collections
-
-    from vicokd_jax.models import presets
-    from vicokd_jax.train import checkpoint as ckpt
-    from vicokd_jax.train import loop
-
-    workdir = pathlib.Path(workdir_or_checkpoint).absolute()
-    if workdir.name == "student":
-        workdir = workdir.parent
-    config_file = workdir / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{config_file} not found: {workdir} is not a vicokd_jax run directory")
-    cfg = ml_collections.ConfigDict(json.loads(config_file.read_text()))
-    source = loop.make_source(cfg, cfg.data.test_split)
-    example = loop.example_batch(source, cfg)
-    student = presets.student_from_config(cfg)
-    abstract = jax.eval_shape(lambda: student.init(jax.random.key(0), example["rgb"], example["view_mask"]))
-    variables = jax.device_get(ckpt.load_variables(workdir / "student" / "final_variables", abstract,
-                                                    local=True))  # launch.run exports on process 0 only
-    input_spec = {"rgb": {"shape": list(example["rgb"].shape[1:]), "dtype": "uint8"},
-                  "view_mask": {"shape": list(example["view_mask"].shape[1:]), "dtype": "bool"}}
-    config = {"experiment": cfg.to_dict(), "class_names": list(getattr(source, "class_names", []) or [])}
-
-    def apply_fn(variables, rgb, view_mask):
-        out = student.apply(variables, rgb, view_mask, train=False)
-        return {"logits": out["logits"], "view_logits": out["view_logits"]}
-
-    return export_predictor(out_dir or workdir / "export", apply_fn, variables, config, input_spec)

@@ -1,16 +1,16 @@
 """A resumable study over methods, ablations, label fractions, overlap settings and seeds on SynthMV.
 
 Python:
-    from experiments import sweep
+    from vicokd_jax import sweep
     specs = sweep.grid(methods=("kd", "vicokd"), seeds=(0, 1, 2), fractions=(0.1, 1.0))
     rows = sweep.run_sweep(specs, "runs/study")          # trains each teacher once, skips finished runs
-    sweep.write_report(rows, "runs/study")               # results.md, results.csv, plots
+    sweep.write_report(rows, "runs/study")               # results.md, results.csv, plots (vicokd_jax.sweep_report)
 
 CLI:
-    python -m experiments.sweep --root runs/study --prepared runs/tfds --grid study   # docs/RESULTS.md's study
-    python -m experiments.sweep --root runs/s --methods kd vicokd --seeds 0 1 --fractions 0.1 \\
+    python -m vicokd_jax.sweep --root runs/study --prepared runs/tfds --grid study   # docs/RESULTS.md's study
+    python -m vicokd_jax.sweep --root runs/s --methods kd vicokd --seeds 0 1 --fractions 0.1 \\
         --override train.steps=200
-    python -m experiments.sweep --root runs/study --report-only         # rebuild the tables from summaries
+    python -m vicokd_jax.sweep --root runs/study --report-only         # rebuild the tables from summaries
 
 Layout of `root`: `teachers/<modalities>_<overlap>/` (one teacher per data setting, shared by every student of
 that setting), `runs/<run name>/` (one student run each, with its own summary.json), and the report files. A run
@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import dataclasses
 import itertools
 import json
 import pathlib
-import statistics
 import sys
 import time
 
 from vicokd_jax import config as config_lib
 from vicokd_jax import methods
+from vicokd_jax.sweep_report import read_summary, write_report
 
 STUDENT_METHODS = ("student_only", "kd", "dkd", "fitnet", "mskd", "vicokd", "vicokd_semi")
 TEACHER_MODALITIES = {"skeleton": ("skeleton",), "skeleton_rgb": ("skeleton", "rgb")}
@@ -79,8 +78,9 @@ def grid(methods=STUDENT_METHODS, seeds=(0,), fractions=(0.1,), overlaps=("parti
 
 
 def study_grid(seeds=(0, 1, 2)) -> list:
-    """The study of docs/RESULTS.md (issue 7), deduplicated, in the order it is run (the 10%-label, partial-overlap
-    comparison first, so an interrupted study already answers the main question)."""
+    """The study of docs/RESULTS.md (every method and ViCoKD ablation at 10% labels, the main methods at 50% and
+    100%, and the full-overlap control, each over `seeds`), deduplicated, in the order it is run (the 10%-label,
+    partial-overlap comparison first, so an interrupted study already answers the main question)."""
     specs = grid(STUDENT_METHODS, seeds, (0.1,), ("partial",))
     specs += grid((), seeds, (0.1,), ("partial",), tuple(methods.ABLATIONS))
     specs += grid(("student_only", "kd", "mskd", "vicokd", "vicokd_semi"), seeds, (0.5, 1.0), ("partial",))
@@ -111,12 +111,13 @@ def _use_prepared(cfg, data_dir, overrides) -> None:
 
 def prepare_data(data_dir, overlaps, log=print) -> None:
     """Build the SynthMV ArrayRecord copy of each overlap setting in `data_dir` once (TFDS skips finished ones)."""
-    from tools import prepare_data as prepare_tool
+    from vicokd_jax.data import builders
 
     for overlap in overlaps:
         log(f"[sweep] SynthMV/{overlap} in {data_dir} (built once: about 2 minutes on 2 cores)")
-        if prepare_tool.main(["synth_mv", "--config", overlap, "--data_dir", str(data_dir)]) != 0:
-            raise RuntimeError(f"tools.prepare_data could not build SynthMV/{overlap} in {data_dir}")
+        builder = builders.build("synth_mv", overlap, data_dir)
+        splits = {name: info.num_examples for name, info in builder.info.splits.items()}
+        log(f"[sweep] prepared synth_mv/{overlap} in {builder.data_dir}: {splits}")
 
 
 def _finish(cfg, overrides, smoke: bool, data_dir=None):
@@ -160,19 +161,9 @@ def student_config(spec: RunSpec, teacher_dir, overrides=(), smoke: bool = False
 # ------------------------------------------------------------------------------------------------------------
 # Running
 # ------------------------------------------------------------------------------------------------------------
-def _read_summary(workdir: pathlib.Path):
-    path = workdir / "summary.json"
-    if not path.is_file():
-        return None
-    summary = json.loads(path.read_text())
-    return None if summary.get("preempted") else summary
-
-
 def _check_same_config(cfg, workdir: pathlib.Path) -> None:
     """A finished run is reused only if it was made with this config (up to config.EXECUTION_KEYS): otherwise
     the table would mix results of different settings under one name."""
-    from vicokd_jax import config as config_lib
-
     path = workdir / "config.json"
     if not path.is_file():
         return
@@ -185,7 +176,7 @@ def _check_same_config(cfg, workdir: pathlib.Path) -> None:
 def _launch(cfg, workdir: pathlib.Path, log) -> dict:
     from vicokd_jax import launch
 
-    summary = _read_summary(workdir)
+    summary = read_summary(workdir)
     if summary is not None:
         _check_same_config(cfg, workdir)
         log(f"[sweep] {workdir.name}: done earlier, reusing {workdir / 'summary.json'}")
@@ -241,9 +232,10 @@ def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=Fals
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Results
+# Result rows (tables and plots: vicokd_jax.sweep_report)
 # ------------------------------------------------------------------------------------------------------------
 def student_row(spec: RunSpec, summary: dict) -> dict:
+    """The result row of one finished student run (what `sweep_report` aggregates)."""
     student = summary["student"]
     return dict(run=spec.name, group=spec.group, method=spec.variant, seed=spec.seed,
                 labeled_fraction=spec.labeled_fraction, overlap=spec.overlap, top1=student["top1"],
@@ -253,22 +245,11 @@ def student_row(spec: RunSpec, summary: dict) -> dict:
                 agreement=student.get("agreement"), seconds=student.get("seconds"))
 
 
-def teacher_rows(root) -> list:
-    rows = []
-    for workdir in sorted((pathlib.Path(root) / "teachers").glob("*")):
-        summary = _read_summary(workdir)
-        if summary and "teacher" in summary:
-            t = summary["teacher"]
-            rows.append(dict(teacher=workdir.name, top1=t["top1"], mean_view_top1_visible=t.get(
-                "mean_view_top1_visible"), seconds=t.get("seconds")))
-    return rows
-
-
 def collect(root) -> list:
     """The rows of every finished student run under `root` (for `--report-only`)."""
     rows = []
     for workdir in sorted((pathlib.Path(root) / "runs").glob("*")):
-        summary, cfg_path = _read_summary(workdir), workdir / "config.json"
+        summary, cfg_path = read_summary(workdir), workdir / "config.json"
         if summary is None or "student" not in summary or not cfg_path.is_file():
             continue
         cfg = json.loads(cfg_path.read_text())
@@ -278,146 +259,11 @@ def collect(root) -> list:
     return rows
 
 
-def mean_std(values) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    values = [float(v) for v in values]
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def paired_difference(rows, group_a: str, group_b: str, key: str = "top1") -> dict:
-    """`key` of group_a minus group_b, seed by seed (a seed fixes the labelled subset and the initialisation, so
-    the pairing removes their share of the spread): per-seed differences, their mean and sample std."""
-    by_seed = {(r["group"], r["seed"]): r[key] for r in rows}
-    seeds = sorted(s for g, s in by_seed if g == group_a and (group_b, s) in by_seed)
-    if not seeds:
-        raise ValueError(f"no seed has finished runs of both {group_a!r} and {group_b!r}")
-    diffs = [by_seed[group_a, s] - by_seed[group_b, s] for s in seeds]
-    mean, std = mean_std(diffs)
-    return dict(seeds=seeds, differences=diffs, mean=mean, std=std)
-
-
-def aggregate(rows) -> list:
-    """One row per group (method × fraction × overlap): mean ± std over seeds of each metric."""
-    groups: dict = {}
-    for row in rows:
-        groups.setdefault(row["group"], []).append(row)
-    out = []
-    for group, members in groups.items():
-        first = members[0]
-        agg = dict(group=group, method=first["method"], labeled_fraction=first["labeled_fraction"],
-                   overlap=first["overlap"], seeds=len(members))
-        for key in ("top1", "mean_view_top1_visible", "agreement"):
-            values = [m[key] for m in members if m.get(key) is not None]
-            if values:
-                agg[key], agg[f"{key}_std"] = mean_std(values)
-        out.append(agg)
-    return out
-
-
-def markdown_table(aggregated, teachers=()) -> str:
-    lines = []
-    if teachers:
-        lines += ["| teacher | top-1 | mean visible-view top-1 |", "|---|---:|---:|"]
-        lines += [f"| {t['teacher']} | {t['top1']:.2f} | {t.get('mean_view_top1_visible') or float('nan'):.2f} |"
-                  for t in teachers]
-        lines.append("")
-    lines += ["| method | labels | overlap | seeds | top-1 (mean ± std) | visible-view top-1 | agreement |",
-              "|---|---:|---|---:|---:|---:|---:|"]
-    for a in aggregated:
-        vis = (f"{a['mean_view_top1_visible']:.2f} ± {a['mean_view_top1_visible_std']:.2f}"
-               if "mean_view_top1_visible" in a else "–")
-        agree = f"{a['agreement']:.2f}" if "agreement" in a else "–"
-        lines.append(f"| {a['method']} | {a['labeled_fraction']:g} | {a['overlap']} | {a['seeds']} | "
-                     f"{a['top1']:.2f} ± {a['top1_std']:.2f} | {vis} | {agree} |")
-    return "\n".join(lines) + "\n"
-
-
-def paired_table(rows, aggregated, reference: str = "vicokd") -> str:
-    """Markdown: `reference` minus every other variant of the same labels and overlap, paired by seed."""
-    lines = []
-    for a in aggregated:
-        ref = f"{reference}_lf{a['labeled_fraction']:g}_{a['overlap']}"
-        if a["method"] == reference or not any(r["group"] == ref for r in rows):
-            continue
-        try:
-            d = paired_difference(rows, ref, a["group"])
-        except ValueError:  # no seed in common yet
-            continue
-        lines.append(f"| {a['method']} | {a['labeled_fraction']:g} | {a['overlap']} | {len(d['seeds'])} | "
-                     f"{d['mean']:+.2f} ± {d['std']:.2f} | {' '.join(f'{x:+.1f}' for x in d['differences'])} |")
-    if not lines:
-        return ""
-    return "\n".join(["", f"Paired by seed: top-1 of `{reference}` minus the variant's, same labels and overlap.", "",
-                      "| variant | labels | overlap | seeds | difference (mean ± std) | per seed |",
-                      "|---|---:|---|---:|---:|---|", *lines]) + "\n"
-
-
-def write_report(rows, root) -> dict:
-    """results.md (teachers + mean ± std table), results.csv (one line per run) and plots under `root`."""
-    root = pathlib.Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    aggregated = aggregate(rows)
-    (root / "results.md").write_text(markdown_table(aggregated, teacher_rows(root)) + paired_table(rows, aggregated))
-    fields = ["run", "group", "method", "seed", "labeled_fraction", "overlap", "top1", "mean_view_top1",
-              "mean_view_top1_visible", "agreement", "seconds"]
-    with open(root / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    paths = {"markdown": root / "results.md", "csv": root / "results.csv"}
-    if rows:
-        paths.update(_plots(rows, aggregated, root))
-    return paths
-
-
-def _plots(rows, aggregated, root: pathlib.Path) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = {}
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in dict.fromkeys(a["method"] for a in aggregated):
-        points = sorted((a["labeled_fraction"], a["top1"], a["top1_std"]) for a in aggregated
-                        if a["method"] == method and a["overlap"] == "partial")
-        if len(points) > 1:
-            x, y, e = zip(*points)
-            ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=method)
-    if ax.lines:
-        ax.set(xscale="log", xlabel="labelled fraction", ylabel="test top-1 (%)",
-               title="SynthMV (partial overlap): accuracy vs labels")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths["accuracy_vs_fraction"] = root / "accuracy_vs_fraction.png"
-        fig.savefig(paths["accuracy_vs_fraction"], dpi=120)
-    plt.close(fig)
-
-    per_view = [r for r in rows if r.get("per_view_top1_visible") and r["labeled_fraction"] == 0.1]
-    if per_view:
-        groups = list(dict.fromkeys(r["group"] for r in per_view))
-        num_views = len(per_view[0]["per_view_top1_visible"])
-        fig, ax = plt.subplots(figsize=(max(6, len(groups) * 0.6), 4))
-        width = 0.8 / num_views
-        for v in range(num_views):
-            means = [mean_std([r["per_view_top1_visible"][v] for r in per_view if r["group"] == g])[0]
-                     for g in groups]
-            ax.bar([i + v * width for i in range(len(groups))], means, width, label=f"view {v}")
-        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))], groups, rotation=60, ha="right",
-                      fontsize=6)
-        ax.set(ylabel="top-1 where the person is visible (%)", title="Per-view accuracy (10% labels)")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
-        fig.tight_layout()
-        paths["per_view"] = root / "per_view.png"
-        fig.savefig(paths["per_view"], dpi=120)
-        plt.close(fig)
-    return paths
-
-
 # ------------------------------------------------------------------------------------------------------------
 # CLI
 # ------------------------------------------------------------------------------------------------------------
-def _parse(argv):
+def parse_args(argv):
+    """The CLI's arguments (`python -m vicokd_jax.sweep --help`)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="folder of teachers, runs and the report")
     p.add_argument("--grid", choices=("study", "custom"), default="custom",
@@ -448,7 +294,7 @@ def specs_from_args(args) -> list:
 
 
 def main(argv=None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.report_only:
         rows = collect(args.root)
     else:

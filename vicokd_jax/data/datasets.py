@@ -1,0 +1,188 @@
+"""The dataset a run config names: what it holds, its random-access sources, and the pipeline settings.
+
+    info = datasets.describe(cfg)                 # modalities, persons, joints, frame labels: no file is read
+    datasets.check(cfg)                           # before any work: modalities the models need; prepared copies
+    source = datasets.make_source(cfg, "train")   # SynthMV on the fly, or the prepared TFDS copy
+    pcfg = datasets.pipeline_config(cfg, training=True, batch_size=8)
+
+A prepared SynthMV copy records the generator fields it was built with (TFDS metadata); reading it with a config
+whose `data.*` generator fields differ is an error naming each field, so a prepared copy never silently replaces
+what the config asks for.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import sys
+
+DATASET_NAMES = ("synth_mv", "ntu_rgbd", "multisensor_home")
+# `cfg.data` fields that decide which SynthMV clips exist (`SynthMV`'s arguments and its `SynthConfig`).
+SYNTH_GENERATOR_FIELDS = ("seed", "num_train", "num_test", "num_views", "num_frames", "image_size", "num_classes",
+                          "multi_label", "overlap", "room_half", "limb_radius", "noise_std", "occluders")
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset's examples hold (data/schema.py layout)."""
+
+    name: str
+    modalities: tuple[str, ...]  # of "skeleton", "rgb"
+    num_persons: int = 0  # M of skeleton [V, M, T, J, 3]
+    num_joints: int = 0
+    frame_labels: bool = True
+
+
+def describe(cfg) -> DatasetInfo:
+    """The modalities and fixed sizes of `cfg.data`'s dataset, from the config alone (no file is read)."""
+    d = cfg.data
+    if d.name == "synth_mv":
+        return DatasetInfo("synth_mv", ("skeleton", "rgb"), num_persons=1, num_joints=25)
+    if d.name == "ntu_rgbd":
+        from vicokd_jax.data import ntu
+
+        rgb = ("rgb",) if d.tfds_config.endswith("_skeleton_rgb") or d.tfds_config.endswith("_rgb") else ()
+        return DatasetInfo("ntu_rgbd", ("skeleton",) + rgb, num_persons=2, num_joints=ntu.NUM_JOINTS,
+                           frame_labels=False)
+    if d.name == "multisensor_home":
+        return DatasetInfo("multisensor_home", ("rgb",))
+    raise ValueError(f"config.data.name={d.name!r}; expected one of {DATASET_NAMES}")
+
+
+def check_modalities(cfg, needed: dict[str, tuple[str, ...]]) -> None:
+    """Raise ValueError naming the modality, the model and the dataset when a model reads a modality the
+    dataset does not have. `needed`: {"teacher (config.model.teacher_modalities)": ("skeleton", "rgb"), ...}."""
+    info = describe(cfg)
+    for who, modalities in needed.items():
+        missing = [m for m in modalities if m not in info.modalities]
+        if missing:
+            source = f"{cfg.data.name}" + (f"/{cfg.data.tfds_config}" if cfg.data.tfds_config else "")
+            raise ValueError(f"the {who} needs the modality {missing[0]!r}, but the dataset {source} has only "
+                             f"{list(info.modalities)}; choose modalities it has or another dataset")
+
+
+def data_dir(cfg) -> pathlib.Path:
+    return pathlib.Path(cfg.data.data_dir or "~/tensorflow_datasets").expanduser()
+
+
+def prepared_generator_fields(cfg) -> dict | None:
+    """The generator fields a prepared SynthMV copy was built with: its recorded metadata, or, for a copy
+    written before the metadata was recorded, its builder config's (which then fixed every field). None when
+    the copy is not on disk yet (opening it then fails with TFDS's own error)."""
+    root = data_dir(cfg) / "synth_mv" / cfg.data.tfds_config
+    versions = sorted(p for p in root.glob("*") if (p / "dataset_info.json").is_file()) if root.is_dir() else []
+    if not versions:
+        return None
+    metadata = versions[-1] / "metadata.json"
+    if metadata.is_file():
+        recorded = json.loads(metadata.read_text()).get("generator")
+        if recorded:
+            return recorded
+    from vicokd_jax.data.builders import synth_mv
+
+    for config in synth_mv.SynthMv.BUILDER_CONFIGS:
+        if config.name == cfg.data.tfds_config:
+            return config.generator_fields()
+    return None
+
+
+def check_prepared(cfg) -> None:
+    """A prepared SynthMV copy must have been generated with the config's generator fields; raise ValueError
+    naming every field that differs."""
+    d = cfg.data
+    if d.name != "synth_mv" or not d.tfds_config:
+        return
+    recorded = prepared_generator_fields(cfg)
+    if recorded is None:
+        return
+    differ = [f"data.{k}={d[k]!r} (the copy has {recorded[k]!r})" for k in SYNTH_GENERATOR_FIELDS
+              if k in recorded and _differs(d[k], recorded[k])]
+    if differ:
+        raise ValueError(f"config.data.tfds_config={d.tfds_config!r}: the prepared SynthMV copy in "
+                         f"{data_dir(cfg) / 'synth_mv' / d.tfds_config} was generated with other settings than the "
+                         f"config asks for: {'; '.join(differ)}. Prepare a copy with these settings (a custom "
+                         "SynthMvConfig), set the fields to the copy's, or clear data.tfds_config to generate on the fly")
+
+
+def _differs(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) != float(b)
+    return a != b
+
+
+def check(cfg, needed: dict[str, tuple[str, ...]]) -> None:
+    """Everything about the data that can be refused before any work: modalities, prepared copies."""
+    check_modalities(cfg, needed)
+    check_prepared(cfg)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Sources and pipeline settings
+# ------------------------------------------------------------------------------------------------------------
+def make_source(cfg, split: str):
+    """The random-access source of `split`: SynthMV generated on the fly, or a prepared TFDS dataset."""
+    from vicokd_jax.data import pipeline
+
+    d = cfg.data
+    if d.name == "synth_mv" and not d.tfds_config:
+        from vicokd_jax.data.synthetic import SynthConfig, SynthMV
+
+        n = d.num_train if split == d.train_split else d.num_test
+        split_name = "train" if split == d.train_split else "test"
+        source = SynthMV(split_name, n, seed=d.seed, num_views=d.num_views, num_frames=d.num_frames,
+                         image_size=d.image_size, num_classes=d.num_classes, multi_label=d.multi_label,
+                         config=SynthConfig(overlap=d.overlap, room_half=d.room_half, limb_radius=d.limb_radius,
+                                            noise_std=d.noise_std, occluders=d.occluders))
+        return pipeline.CachedSource(source) if d.cache_examples else source
+    from vicokd_jax.data.builders import open_source
+
+    check_prepared(cfg)
+    return open_source(d.name, d.tfds_config, split, str(data_dir(cfg)))
+
+
+def workers_can_start() -> bool:
+    """Whether grain's spawned worker processes can re-import the main program: not when it was read from
+    standard input (`python - <<EOF`), whose `__main__.__file__` names no file."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return main_file is None or os.path.exists(main_file)
+
+
+_warned_in_process = []
+
+
+def pipeline_config(cfg, training: bool, batch_size: int):
+    """The grain pipeline settings of `cfg.data` for training (shuffled, augmented, labelled subset, workers)
+    or evaluation (one ordered pass, in-process). Without spawnable workers the data load in this process."""
+    from vicokd_jax.data import pipeline
+
+    d = cfg.data
+    workers = d.num_workers if training else 0
+    if workers and not workers_can_start():
+        if not _warned_in_process:
+            print(f"[data] config.data.num_workers={workers}: worker processes cannot start from a program read "
+                  "from standard input, so data load in this process (slower); run a script file for workers",
+                  file=sys.stderr, flush=True)
+            _warned_in_process.append(True)
+        workers = 0
+    return pipeline.PipelineConfig(
+        batch_size=batch_size, training=training, seed=cfg.train.seed, num_frames=d.num_frames,
+        temporal_sampling=d.temporal_sampling, image_size=d.image_size, flip=d.flip,
+        labeled_fraction=d.labeled_fraction if training else 1.0, labeled_seed=d.labeled_seed,
+        num_workers=workers)
+
+
+def class_names(cfg) -> list[str] | None:
+    """The class names of `cfg.data`'s dataset in label order, where the dataset defines them."""
+    if cfg.data.name == "synth_mv":
+        from vicokd_jax.data.synthetic import ACTIONS
+
+        return list(ACTIONS[:cfg.data.num_classes])
+    if cfg.data.name == "multisensor_home":
+        from vicokd_jax.data.multisensor_home import HOME_CLASSES
+
+        return list(HOME_CLASSES)
+    return None

@@ -1,0 +1,46 @@
+"""A stage's evaluation: its eval step over a whole split, accumulated into the metrics of METHOD.md.
+
+Every threshold comes from the run config (`metrics.EvalAccumulator.from_config`): visibility from the method's
+VC score threshold (the teacher's view threshold for the teacher), pseudo-label diagnostics from `method.pl`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from vicokd_jax import parallel
+from vicokd_jax.data import datasets, pipeline
+from vicokd_jax.train import metrics as metrics_lib
+from vicokd_jax.train.setup import per_host_batch
+
+
+def pad_batch(batch: dict, size: int) -> dict:
+    """Pad a partial last batch to `size` rows (repeating the last row) with `valid` False on the padding."""
+    n = len(batch["view_mask"])
+    out = {}
+    for key, value in batch.items():
+        value = np.asarray(value)
+        if n < size:
+            value = np.concatenate([value, np.repeat(value[-1:], size - n, axis=0)])
+        out[key] = value
+    out["valid"] = np.arange(size) < n
+    return out
+
+
+def evaluate(stage, cfg, variables, source) -> dict:
+    """The metrics of `stage` (a `setup.Stage`) with `variables` on `source`, as a JSON-able dict."""
+    size = cfg.train.eval_batch_size
+    per_host_batch(size, stage.mesh)  # checks that the devices divide it
+    acc = metrics_lib.EvalAccumulator.from_config(cfg, stage.name, class_names=getattr(source, "class_names", None))
+    # NOTE: every process reads the whole (small) test split in the same order and builds the same global batches:
+    # the same number of steps on every process (no collective left waiting) and the replicated outputs line up
+    # with the labels each process holds.
+    config = dataclasses.replace(datasets.pipeline_config(cfg, False, size), shard_index=0, shard_count=1)
+    for full_batch in pipeline.make_dataset(source, config):
+        full_batch = pad_batch(full_batch, size)
+        batch = parallel.global_batch_from_full(full_batch, stage.mesh)
+        outputs = jax.device_get(stage.eval_step(variables, batch, *stage.step_extras))
+        acc.add({k: np.asarray(v) for k, v in outputs.items()}, full_batch)
+    return acc.result()

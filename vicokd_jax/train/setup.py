@@ -1,0 +1,201 @@
+"""Stage assembly: everything a stage needs before its first step, built from the config alone.
+
+    spec = setup.input_specs(cfg, batch_size)            # one jax.ShapeDtypeStruct per batch key
+    stage = setup.build_stage("student", cfg, workdir, mesh)
+    state = stage.initial_state()                        # sharded random init (only when nothing is restored)
+    state, metrics = stage.train_step(state, batch, *stage.step_extras)
+
+A stage is: its model, optimizer and schedule, the abstract train state (`jax.eval_shape`) with its shardings,
+the train step compiled ahead of time (its memory use printed before any data is read), the eval step, and, for a
+student whose objective uses one, the frozen teacher, sharded by the same rules as the state. No model init needs
+a decoded example: input shapes come from the config (`input_specs`), and a resumed run restores straight into the
+abstract target.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from vicokd_jax import methods, parallel
+from vicokd_jax.data import datasets
+from vicokd_jax.models import presets
+from vicokd_jax.train import checkpoint as ckpt
+from vicokd_jax.train import step as step_lib
+from vicokd_jax.train.state import TrainState, abstract_with_shardings, init_state_fn, make_optimizer, state_shardings
+
+model_inputs = step_lib.model_inputs
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Inputs
+# ------------------------------------------------------------------------------------------------------------
+def input_specs(cfg, batch_size: int = 1) -> dict[str, jax.ShapeDtypeStruct]:
+    """The batch the pipeline delivers, as shapes: one `jax.ShapeDtypeStruct` per key.
+
+    rgb [B,V,T,H,W,3] uint8, skeleton [B,V,M,T,J,3] float32 (datasets with skeletons), human_score [B,V,T],
+    view_mask [B,V] bool, label [B] int32 or labels [B,C] float32, frame_labels [B,T] int32 or [B,T,C] float32
+    (datasets with frame labels), labeled [B] bool.
+    """
+    d = cfg.data
+    info = datasets.describe(cfg)
+    b, v, t, size, c = batch_size, d.num_views, d.num_frames, d.image_size, d.num_classes
+    f32 = jnp.float32
+    spec = {"human_score": ((b, v, t), f32), "view_mask": ((b, v), jnp.bool_), "labeled": ((b,), jnp.bool_)}
+    spec.update({"labels": ((b, c), f32)} if d.multi_label else {"label": ((b,), jnp.int32)})
+    if "rgb" in info.modalities:
+        spec["rgb"] = ((b, v, t, size, size, 3), jnp.uint8)
+    if "skeleton" in info.modalities:
+        spec["skeleton"] = ((b, v, info.num_persons, t, info.num_joints, 3), f32)
+    if info.frame_labels:
+        spec["frame_labels"] = ((b, t, c), f32) if d.multi_label else ((b, t), jnp.int32)
+    return {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in spec.items()}
+
+
+def model_init(model, cfg, stage: str) -> Callable[[jax.Array], dict]:
+    """`key -> variables` of the stage's model, initialised on zeros of the config's input shapes."""
+    specs = input_specs(cfg, 1)
+
+    def init(key):
+        batch = {k: jnp.zeros(s.shape, s.dtype) for k, s in specs.items()}
+        return model.init(key, *model_inputs(stage, cfg, batch))
+
+    return init
+
+
+def stage_steps_and_lr(stage: str, cfg) -> tuple[int, float]:
+    """Steps and peak learning rate of a stage (`teacher.steps` / `teacher.lr` override the train ones)."""
+    if stage == "teacher":
+        return (cfg.teacher.steps if cfg.teacher.steps > 0 else cfg.train.steps,
+                cfg.teacher.lr if cfg.teacher.lr > 0 else cfg.train.lr)
+    return cfg.train.steps, cfg.train.lr
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The frozen teacher
+# ------------------------------------------------------------------------------------------------------------
+def teacher_variables_path(cfg, workdir: pathlib.Path) -> pathlib.Path:
+    """Where the trained teacher's variables are: this workdir's teacher stage, or `teacher.checkpoint`."""
+    root = pathlib.Path(cfg.teacher.checkpoint) if cfg.teacher.checkpoint else workdir
+    return root / "final_variables" if (root / "final_variables").exists() else root / "teacher" / "final_variables"
+
+
+def load_teacher(cfg, workdir: pathlib.Path, mesh):
+    """(teacher module, its trained variables on the mesh, their shardings): sharded by `mesh.rules` like the
+    student's parameters, so a large teacher is not replicated on every device."""
+    teacher = presets.teacher_from_config(cfg)
+    abstract = jax.eval_shape(model_init(teacher, cfg, "teacher"), jax.random.key(0))
+    shardings = parallel.variable_shardings(mesh, abstract, cfg.mesh.rules, cfg.mesh.fsdp_min_size)
+    variables = ckpt.load_variables(teacher_variables_path(cfg, workdir), abstract_with_shardings(abstract, shardings))
+    return teacher, variables, shardings
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The stage
+# ------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Stage:
+    """What one stage trains with. `train_step(state, batch, *step_extras)`; `eval_step(variables, batch,
+    *step_extras)`; `step_extras` holds the frozen teacher's variables when the objective uses a teacher."""
+
+    name: str
+    model: Any
+    steps: int
+    mesh: Any
+    abstract_state: TrainState  # ShapeDtypeStructs carrying the state's shardings (the restore target)
+    shardings: TrainState
+    init: Callable[[], TrainState]
+    train_step: Callable
+    eval_step: Callable
+    teacher: Any = None
+    teacher_variables: Any = None
+
+    @property
+    def step_extras(self) -> tuple:
+        return (self.teacher_variables,) if self.teacher is not None else ()
+
+    def initial_state(self) -> TrainState:
+        """A freshly initialised state, created sharded (`jax.jit(init, out_shardings=...)`)."""
+        return self.init()
+
+
+def build_stage(stage: str, cfg, workdir, mesh, log=print) -> Stage:
+    """Assemble `stage` of `cfg` on `mesh`; compiles the train step ahead of time and prints its memory use."""
+    workdir = pathlib.Path(workdir).absolute()
+    steps, lr = stage_steps_and_lr(stage, cfg)
+    model = presets.teacher_from_config(cfg) if stage == "teacher" else presets.student_from_config(cfg)
+    teacher = teacher_variables = teacher_shardings = None
+    if stage == "student" and methods.needs_teacher(cfg.method):
+        teacher, teacher_variables, teacher_shardings = load_teacher(cfg, workdir, mesh)
+    tx, schedule = make_optimizer(cfg.train, steps, lr)
+    init = init_state_fn(model_init(model, cfg, stage), tx)
+    seed = jnp.asarray(cfg.train.seed, jnp.uint32)
+    abstract = jax.eval_shape(init, seed)
+    shardings = state_shardings(abstract, mesh, cfg.mesh.fsdp_min_size, rules=cfg.mesh.rules)
+    train_step = step_lib.make_train_step(stage, model, tx, schedule, cfg, mesh, shardings, teacher,
+                                          teacher_shardings, steps_per_call=cfg.train.steps_per_call)
+    compiled = compile_ahead(stage, train_step, abstract_with_shardings(abstract, shardings), cfg, mesh,
+                             teacher_variables, log)
+    return Stage(name=stage, model=model, steps=steps, mesh=mesh,
+                 abstract_state=abstract_with_shardings(abstract, shardings), shardings=shardings,
+                 init=lambda: jax.jit(init, out_shardings=shardings)(seed), train_step=compiled,
+                 eval_step=step_lib.make_eval_step(stage, model, cfg, mesh, teacher), teacher=teacher,
+                 teacher_variables=teacher_variables)
+
+
+def per_host_batch(global_batch_size: int, mesh) -> int:
+    """The rows each process feeds; the global batch must divide over the mesh's devices."""
+    devices, hosts = mesh.devices.size, jax.process_count()
+    if global_batch_size % devices:
+        raise ValueError(f"train.batch_size={global_batch_size} must be divisible by the {devices} devices of the "
+                         f"mesh {dict(mesh.shape)}")
+    return global_batch_size // hosts
+
+
+def compile_ahead(stage: str, train_step, abstract_state, cfg, mesh, teacher_variables, log=print) -> "AheadOfTime":
+    """Compile the train step for the config's batch before any data is read and print its memory analysis
+    (arguments, outputs, temporaries per device), so a config that does not fit fails in seconds."""
+    per_host_batch(cfg.train.batch_size, mesh)
+    k = cfg.train.steps_per_call
+    specs = input_specs(cfg, cfg.train.batch_size)
+    sharding = parallel.stacked_batch_sharding(mesh) if k > 1 else parallel.batch_sharding(mesh)
+    batch = {key: jax.ShapeDtypeStruct(((k,) if k > 1 else ()) + s.shape, s.dtype, sharding=sharding)
+             for key, s in specs.items()}
+    extras = (teacher_variables,) if teacher_variables is not None else ()
+    t0 = time.perf_counter()
+    compiled = train_step.lower(abstract_state, batch, *extras).compile()
+    seconds = time.perf_counter() - t0
+    log(f"[{stage}] train step compiled in {seconds:.1f} s; {memory_summary(compiled)}", file=sys.stderr,
+        flush=True)
+    return AheadOfTime(train_step, compiled, jax.tree.map(lambda s: s.shape, batch))
+
+
+def memory_summary(compiled) -> str:
+    """`arguments A, outputs O, temporaries T, code C per device` from XLA's memory analysis (or why not)."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception as err:  # noqa: BLE001 -- backends without the analysis
+        return f"memory analysis unavailable ({type(err).__name__})"
+    if m is None:
+        return "memory analysis unavailable on this backend"
+    mb = lambda n: f"{n / 2**20:.1f} MiB"  # noqa: E731
+    return (f"per device: arguments {mb(m.argument_size_in_bytes)}, outputs {mb(m.output_size_in_bytes)}, "
+            f"temporaries {mb(m.temp_size_in_bytes)}, code {mb(m.generated_code_size_in_bytes)}")
+
+
+class AheadOfTime:
+    """The train step: the executable compiled ahead of time for the config's batch, and the jitted function for
+    any other batch shape (a shorter multi-step call before a log or checkpoint point)."""
+
+    def __init__(self, jitted, compiled, batch_shapes):
+        self.jitted, self.compiled, self.batch_shapes = jitted, compiled, batch_shapes
+
+    def __call__(self, state, batch, *extras):
+        if jax.tree.map(lambda x: x.shape, batch) == self.batch_shapes:
+            return self.compiled(state, batch, *extras)
+        return self.jitted(state, batch, *extras)
