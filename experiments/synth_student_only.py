@@ -1,4 +1,4 @@
-"""SynthMV, method `student_only` (METHOD.md presets): a skeleton+RGB teacher, then the RGB student on 10% of the labels.
+"""SynthMV, method `student_only` (METHOD.md presets): the RGB student alone on 10% of the labels (no teacher).
 
     python -m vicokd_jax.launch --config experiments/synth_student_only.py --workdir runs/synth_student_only
     python -m vicokd_jax.launch --config experiments/synth_student_only.py:smoke --workdir runs/smoke_student_only

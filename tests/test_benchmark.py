@@ -1,4 +1,4 @@
-"""tools/benchmark.py: every mode runs at tiny sizes and reports numbers that mean what they say.
+"""tools/benchmark/: every mode runs at tiny sizes and reports numbers that mean what they say.
 
 These are smoke tests of the measurement, not performance claims (those come from the tool's output).
 """
@@ -9,21 +9,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tools import benchmark
+from tools.benchmark import common, scaling, stgcn_vs_torch, train_steps
+from tools.benchmark.__main__ import main
 
 
 def test_interleaved_medians_alternates_calls_and_takes_medians():
     calls = []
-    med = benchmark.interleaved_medians({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, reps=3,
-                                        warmup=1)
+    med = common.interleaved_medians({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, reps=3,
+                                     warmup=1)
     assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then strictly alternating
     assert set(med) == {"a", "b"} and all(v >= 0 for v in med.values())
 
 
 def test_interleaved_medians_settles_after_each_switch():
     calls = []
-    benchmark.interleaved_medians({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, reps=2,
-                                  warmup=0, settle=1)
+    common.interleaved_medians({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, reps=2,
+                               warmup=0, settle=1)
     assert calls == ["a", "a", "b", "b"] * 2  # an untimed call, then the timed one, per turn
 
 
@@ -33,9 +34,9 @@ def test_collectives_counted_in_sharded_hlo():
     mesh = parallel.make_mesh(data=-1)
     x = jax.ShapeDtypeStruct((8, 16), jnp.float32, sharding=parallel.batch_sharding(mesh))
     hlo = jax.jit(lambda a: a.sum(), out_shardings=parallel.replicated(mesh)).lower(x).compile().as_text()
-    counts = benchmark.count_collectives(hlo)
+    counts = scaling.count_collectives(hlo)
     assert counts["all-reduce"] >= 1 and counts["all-gather"] == 0
-    assert benchmark.count_collectives("%r = f32[2] add(%a, %b)") == dict.fromkeys(benchmark.COLLECTIVES, 0)
+    assert scaling.count_collectives("%r = f32[2] add(%a, %b)") == dict.fromkeys(scaling.COLLECTIVES, 0)
 
 
 def test_per_device_bytes_follows_shard_shapes():
@@ -46,13 +47,41 @@ def test_per_device_bytes_follows_shard_shapes():
     mesh = parallel.make_mesh(data=1, fsdp=-1)  # 8 fake devices on the fsdp axis
     tree = {"w": jax.ShapeDtypeStruct((64, 32), jnp.float32), "b": jax.ShapeDtypeStruct((32,), jnp.bfloat16)}
     shardings = {"w": NamedSharding(mesh, P("fsdp", None)), "b": NamedSharding(mesh, P())}
-    assert benchmark.per_device_bytes(tree, shardings) == 64 * 32 * 4 // 8 + 32 * 2
+    assert scaling.per_device_bytes(tree, shardings) == 64 * 32 * 4 // 8 + 32 * 2
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_synthetic_batch_has_the_pipeline_shapes_and_labels_in_range(multi_label):
+    from vicokd_jax.train import setup
+
+    cfg = train_steps.stage_config("micro", 8, 2, 8, "float32", "vicokd")
+    cfg.data.multi_label = multi_label
+    batch = train_steps.synthetic_batch(cfg, 8)
+    specs = setup.input_specs(cfg, 8)
+    assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {k: (s.shape, np.dtype(s.dtype))
+                                                                 for k, s in specs.items()}
+    assert batch["view_mask"].all() and batch["labeled"].all() and batch["rgb"].std() > 50
+    if multi_label:
+        assert set(np.unique(batch["labels"])) == {0.0, 1.0}
+        assert (batch["frame_labels"] == batch["labels"][:, None]).all()
+    else:
+        assert 0 <= batch["label"].min() and batch["label"].max() < cfg.data.num_classes
+        assert len(np.unique(batch["label"])) > 1 and (batch["frame_labels"] == batch["label"][:, None]).all()
+
+
+def test_step_mode_compiles_the_teacher_and_student_stage_steps(tmp_path):
+    out = tmp_path / "step.json"
+    assert main(["--json", str(out), "step", "--preset", "micro", "--batch", "8", "--frames", "8", "--views", "2",
+                 "--which", "teacher", "stage", "--compile-only"]) == 0
+    teacher, stage = json.loads(out.read_text())
+    assert (teacher["kind"], stage["kind"]) == ("teacher", "stage") and "step_s" not in teacher
+    assert teacher["flops"] > 1e6 and stage["flops"] > 1e6 and stage["memory"]["argument"] > 0
 
 
 def test_step_mode_reports_throughput_flops_and_memory(tmp_path):
     out = tmp_path / "step.json"
-    assert benchmark.main(["--json", str(out), "step", "--preset", "micro", "--batch", "8", "--frames", "8",
-                           "--which", "student", "--steps", "1", "--peak-tflops", "1"]) == 0
+    assert main(["--json", str(out), "step", "--preset", "micro", "--batch", "8", "--frames", "8",
+                "--which", "student", "--steps", "1", "--peak-tflops", "1"]) == 0
     (r,) = json.loads(out.read_text())
     assert r["kind"] == "student" and r["devices"] == 8
     assert r["clips_per_s"] > 0 and r["compile_s"] > 0
@@ -63,8 +92,8 @@ def test_step_mode_reports_throughput_flops_and_memory(tmp_path):
 def test_data_mode_measures_the_pipeline(tmp_path):
     out = tmp_path / "data.json"
     # Batch 1 keeps the warm-up past grain's 16-thread read-ahead cheap (~50 clips rendered per pass, ~1.5 s).
-    assert benchmark.main(["--json", str(out), "data", "--no-step", "--workers", "0", "--examples", "16",
-                           "--batch", "1", "--cached", "--warmup-batches", "17"]) == 0
+    assert main(["--json", str(out), "data", "--no-step", "--workers", "0", "--examples", "16",
+                "--batch", "1", "--cached", "--warmup-batches", "17"]) == 0
     r = json.loads(out.read_text())
     assert r["generate"] > 0 and r["pipeline_0"] > 0
     assert r["pipeline_cached_0"] > r["pipeline_0"]  # the cached pass renders nothing
@@ -74,14 +103,14 @@ def test_data_mode_refuses_a_warmup_inside_the_read_ahead(capsys):
     # A warm-up shorter than grain's read-ahead times buffered batches: CI once saw 19319 examples/s from a
     # pipeline that renders 46/s, and the cached pass "slower" than rendering.
     with pytest.raises(SystemExit):
-        benchmark.main(["data", "--no-step", "--workers", "0", "--warmup-batches", "2"])
+        main(["data", "--no-step", "--workers", "0", "--warmup-batches", "2"])
     assert "--warmup-batches 2 must exceed grain's read-ahead of 16" in capsys.readouterr().err
 
 
 def test_stgcn_vs_torch_runs_both_and_prints_the_ratio(capsys):
     pytest.importorskip("torch")
-    assert benchmark.main(["stgcn-vs-torch", "--batch", "2", "--persons", "1", "--frames", "8", "--reps", "1",
-                           "--threads", "1", "--channels", "8", "16", "--strides", "1", "2"]) == 0
+    assert main(["stgcn-vs-torch", "--batch", "2", "--persons", "1", "--frames", "8", "--reps", "1",
+                "--threads", "1", "--channels", "8", "16", "--strides", "1", "2"]) == 0
     text = capsys.readouterr().out
     assert "speed-up jax/torch = " in text and "GFLOP/step" in text
 
@@ -92,17 +121,17 @@ def test_stgcn_steps_per_call_makes_that_many_updates():
     x = rng.standard_normal((2, 1, 8, 25, 3), dtype=np.float32)
     y = rng.integers(0, 5, 2).astype(np.int32)
     hyper = (5, 0.1, 0.9, 1e-4, [8, 8], [1, 2])
-    one = benchmark._jax_stgcn_step(x, y, *hyper)[0]
+    one = stgcn_vs_torch.jax_stgcn_step(x, y, *hyper)[0]
     losses = [one() for _ in range(3)]
-    three = benchmark._jax_stgcn_step(x, y, *hyper, steps_per_call=3)[0]
+    three = stgcn_vs_torch.jax_stgcn_step(x, y, *hyper, steps_per_call=3)[0]
     assert three() == pytest.approx(losses[-1], rel=1e-4) and losses[-1] != pytest.approx(losses[0], rel=1e-4)
 
 
 def test_scaling_mode_fsdp_shards_state_and_adds_collectives(tmp_path):
     """A subprocess with 8 fake devices compiles the micro student stage for DP and FSDP (nothing runs)."""
     out = tmp_path / "scaling.json"
-    assert benchmark.main(["--json", str(out), "scaling", "--presets", "micro", "--devices", "8", "--views", "2",
-                           "--frames", "8", "--fsdp-min-size", "1024", "--dtype", "float32"]) == 0
+    assert main(["--json", str(out), "scaling", "--presets", "micro", "--devices", "8", "--views", "2",
+                "--frames", "8", "--fsdp-min-size", "1024", "--dtype", "float32"]) == 0
     dp, fsdp = json.loads(out.read_text())
     assert (dp["layout"], fsdp["layout"], dp["devices"]) == ("dp", "fsdp", 8)
     assert (dp["params_bytes"], dp["opt_bytes"]) == (dp["params_full_bytes"], dp["opt_full_bytes"])  # replicated
@@ -123,13 +152,13 @@ def test_stgcn_flops_count_the_chunked_kernel_gradient_in_full(monkeypatch):
     flops = {}
     for chunks in (1, 4):
         monkeypatch.setattr(stgcn, "KERNEL_GRAD_CHUNKS", chunks)
-        flops[chunks] = benchmark._jax_stgcn_step(x, y, 5, 0.1, 0.9, 1e-4, [8, 8], [1, 2])[2]
+        flops[chunks] = stgcn_vs_torch.jax_stgcn_step(x, y, 5, 0.1, 0.9, 1e-4, [8, 8], [1, 2])[2]
     assert flops[1] > 0 and flops[4] == flops[1]
 
     monkeypatch.setattr(stgcn, "KERNEL_GRAD_CHUNKS", 4)
     kernel = jnp.zeros((9, 1, 8, 8))
     grad = jax.jit(lambda a: jax.grad(lambda w: stgcn.temporal_conv(a, w, 1).sum())(kernel))
-    chunked = benchmark._cost_flops(grad.lower(jnp.ones((4, 12, 25, 8))).compile())
+    chunked = common.cost_flops(grad.lower(jnp.ones((4, 12, 25, 8))).compile())
     monkeypatch.setattr(stgcn, "KERNEL_GRAD_CHUNKS", 1)
     grad = jax.jit(lambda a: jax.grad(lambda w: stgcn.temporal_conv(a, w, 1).sum())(kernel))
-    assert benchmark._cost_flops(grad.lower(jnp.ones((4, 12, 25, 8))).compile()) > chunked
+    assert common.cost_flops(grad.lower(jnp.ones((4, 12, 25, 8))).compile()) > chunked

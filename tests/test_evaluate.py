@@ -1,14 +1,17 @@
-"""Host-side evaluation (train/evaluate.py) against hand-computed values: accuracies with absent and invisible
-views, padding rows, streaming, average precision with ties and skipped classes, frame mAP with resampling,
-confusion matrix, plots, JSON round trip."""
+"""Host-side evaluation (train/metrics.py, train/report.py) against hand-computed values: accuracies with absent
+and invisible views, padding rows, streaming, average precision with ties and skipped classes, frame mAP with
+resampling, confusion matrix, thresholds from the run config, tables and plots, JSON round trip."""
 import json
 import logging
+import pathlib
 import sys
 
 import numpy as np
 import pytest
 
-from vicokd_jax.train import evaluate as E
+from vicokd_jax import config
+from vicokd_jax.train import metrics as E
+from vicokd_jax.train import report as R
 
 RNG = np.random.default_rng(0)
 
@@ -90,6 +93,69 @@ def test_visibility_defaults_and_view_never_present_is_none():
     # v0 visible now also s1 (1/4 ≥ 0.25) -> {s0 ok, s1 no, s2 ok}; v1 also s0 -> {s0 no, s3 ok}
     assert r["per_view_top1_visible"][:2] == pytest.approx([200 / 3, 50.0])
     assert r["mean_view_top1"] == pytest.approx(200 / 3)  # mean over the views that have a value
+
+
+def run_config(vc_threshold=0.5, min_covisible_frames=1, pl_threshold=0.9, teacher_threshold=0.5):
+    cfg = config.default_config("vicokd_semi")
+    cfg.data.num_classes = C
+    cfg.method.vc.score_threshold = vc_threshold
+    cfg.method.vc.min_covisible_frames = min_covisible_frames
+    cfg.method.pl.threshold = pl_threshold
+    cfg.teacher.view_score_threshold = teacher_threshold
+    return cfg
+
+
+def from_config_result(cfg, stage):
+    acc = E.EvalAccumulator.from_config(cfg, stage, class_names=[f"c{i}" for i in range(C)])
+    acc.add(*single_label_case())
+    return strict_json(acc.result())
+
+
+def test_from_config_takes_the_visibility_threshold_and_covisible_frames_of_the_objective():
+    # threshold 0.5 (the default), min fraction 0.25: visible v0 {s0 ok, s1 no, s2 ok}, v1 {s0 no, s3 ok},
+    # v2 {s2 no, s3 no}; co-visible pairs as in single_label_case: mean 0.75
+    r = from_config_result(run_config(), "student")
+    assert r["per_view_top1_visible"] == pytest.approx([200 / 3, 50.0, 0.0])
+    assert r["mean_covisible_pairs"] == pytest.approx(0.75)
+    assert r["per_view_top1"] == pytest.approx([200 / 3, 200 / 3, 100 / 3])  # visibility never changes these
+    # vc.score_threshold 0.75: detected s0 v0 {f0,f1}, v1 {f0}; s1 none; s2 v2 {f0,f1}; s3 v2 {f2,f3}
+    # (s2 v0 at .5, s3 v1 at .7 and s1 v0 at .6 drop out) -> visible v0 {s0 ok}, v1 {s0 no}, v2 {s2 no, s3 no};
+    # co-visible pairs: only s0 (0,1) via f0 -> mean 1/4
+    r = from_config_result(run_config(vc_threshold=0.75), "student")
+    assert r["per_view_top1_visible"] == pytest.approx([100.0, 0.0, 0.0])
+    assert r["mean_view_top1_visible"] == pytest.approx(100 / 3)
+    assert r["mean_covisible_pairs"] == pytest.approx(0.25)
+    assert r["per_view_top1"] == pytest.approx([200 / 3, 200 / 3, 100 / 3])
+    # min_covisible_frames 2 at 0.5: s0 (0,1) share f0 only; s2 (0,2) share f0, f1; s3 (1,2) share f2 only -> 1/4
+    r = from_config_result(run_config(min_covisible_frames=2), "student")
+    assert r["mean_covisible_pairs"] == pytest.approx(0.25)
+    # the teacher stage reads teacher.view_score_threshold, not the student's vc.score_threshold
+    r = from_config_result(run_config(vc_threshold=0.5, teacher_threshold=0.75), "teacher")
+    assert r["per_view_top1_visible"] == pytest.approx([100.0, 0.0, 0.0])
+    assert r["mean_covisible_pairs"] == pytest.approx(0.25)
+
+
+def test_from_config_reports_pseudo_label_diagnostics_at_the_method_threshold():
+    # teacher max softmax: s0, s1, s3 e^10 / (e^10 + 5) ≈ 0.9998; s2 e^.1 / (e^.1 + 5) ≈ 0.181;
+    # teacher argmax [0, 0, 1, 1] against labels [0, 5, 4, 1]
+    r = from_config_result(run_config(pl_threshold=0.9), "student")
+    assert r["pl_keep_rate"] == pytest.approx(75.0)  # s0, s1, s3
+    assert r["pl_precision"] == pytest.approx(200 / 3)  # right on s0, s3
+    r = from_config_result(run_config(pl_threshold=0.15), "student")
+    assert r["pl_keep_rate"] == pytest.approx(100.0)  # s2 kept too
+    assert r["pl_precision"] == pytest.approx(50.0)  # right on s0, s3 of 4
+    r = from_config_result(run_config(pl_threshold=0.15), "teacher")
+    assert "pl_keep_rate" not in r and "pl_precision" not in r and r["agreement"] == pytest.approx(75.0)
+    assert r["class_names"] == [f"c{i}" for i in range(C)]
+
+
+def test_from_config_classes_and_stage_errors():
+    cfg = run_config()
+    cfg.data.multi_label = True
+    acc = E.EvalAccumulator.from_config(cfg, "student")
+    assert acc.multi_label and acc.num_classes == C and acc.pseudo_label_threshold == 0.9
+    with pytest.raises(ValueError, match="stage must be 'teacher' or 'student', got 'tacher'"):
+        E.EvalAccumulator.from_config(cfg, "tacher")
 
 
 def test_covisible_pairs_match_the_view_consistency_loss_mask():
@@ -220,14 +286,6 @@ def test_frame_map_fuses_present_views_by_max_and_resamples_labels(multi_hot):
         assert strict_json(acc.result())["map_frame"] == pytest.approx(100 * (5 / 6 + 1 / 2) / 2)
 
 
-def test_resample_frames_nearest():
-    labels = np.arange(8)[None]
-    np.testing.assert_array_equal(E.resample_frames(labels, 4), [[1, 3, 5, 7]])
-    np.testing.assert_array_equal(E.resample_frames(np.arange(2)[None], 4), [[0, 0, 1, 1]])
-    np.testing.assert_array_equal(E.resample_frames(np.arange(3)[None], 2), [[0, 2]])
-    np.testing.assert_array_equal(E.resample_frames(labels, 8), labels)
-
-
 def test_frame_label_errors_name_the_key():
     outputs, batch = frame_case()
     batch["frame_labels"] = np.full((2, 4), 2)
@@ -297,7 +355,7 @@ def test_format_table_lists_headline_and_per_view_rows():
     outputs, batch = single_label_case()
     batch["view_mask"][:, 2] = False
     acc.add(outputs, batch)
-    table = E.format_table(acc.result())
+    table = R.format_table(acc.result())
     lines = table.splitlines()
     assert lines[0].split() == ["metric", "value"]
     assert any(line.split() == ["top1", "50.00"] for line in lines)
@@ -306,7 +364,7 @@ def test_format_table_lists_headline_and_per_view_rows():
     header = next(line for line in lines if line.startswith("view"))
     assert header.split() == ["view", "top1", "top1_visible"]
     assert lines[-1].split()[0] == "mean" and lines[-2].split() == ["2", "-", "-"]  # view 2 never present
-    assert "map_class" in E.format_table({"map_class": 12.5, "per_view_map_class": [None, 3.0]})
+    assert "map_class" in R.format_table({"map_class": 12.5, "per_view_map_class": [None, 3.0]})
 
 
 def history():
@@ -318,19 +376,29 @@ def history():
 def test_plots_write_png_files(tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib not installed: plots are optional")
     confusion = np.array(single_label_case()[0]["logits"] > 4, int)[:, :4][:4]  # any small square matrix
-    assert E.plot_confusion(confusion, ["a", "b", "c", "d"], tmp_path / "sub" / "confusion.png")
-    assert E.plot_curves(history(), tmp_path / "curves.png")
-    assert E.plot_curves(history(), tmp_path / "eval.png", keys=["eval/top1"])
+    assert R.plot_confusion(confusion, ["a", "b", "c", "d"], tmp_path / "sub" / "confusion.png")
+    assert R.plot_curves(history(), tmp_path / "curves.png")
+    assert R.plot_curves(history(), tmp_path / "eval.png", keys=["eval/top1"])
     for name in ("sub/confusion.png", "curves.png", "eval.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match=r"\['eval/top5'\]"):
-        E.plot_curves(history(), tmp_path / "x.png", keys=["eval/top5"])
+        R.plot_curves(history(), tmp_path / "x.png", keys=["eval/top5"])
     with pytest.raises(ValueError, match="class_names"):
-        E.plot_confusion(confusion, ["a"], tmp_path / "x.png")
+        R.plot_confusion(confusion, ["a"], tmp_path / "x.png")
+
+
+def test_stage_plots_write_what_the_result_and_history_have(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib not installed: plots are optional")
+    result = {"top1": 50.0, "confusion": np.eye(3, dtype=int).tolist()}
+    plots = R.stage_plots(result, history(), ["a", "b", "c"], tmp_path, ("loss/total", "loss/vc"))
+    assert plots == {"confusion": str(tmp_path / "confusion.png"), "curves": str(tmp_path / "curves.png")}
+    assert all(pathlib.Path(p).read_bytes()[:4] == b"\x89PNG" for p in plots.values())
+    plots = R.stage_plots({"map_class": 1.0}, history(), None, tmp_path / "ml", ("loss/none",))  # no confusion
+    assert plots == {"curves": str(tmp_path / "ml" / "curves.png")}  # no listed key: every scalar key drawn
 
 
 def test_plot_series_groups_by_family_and_skips_non_scalars():
-    families = E._series(history(), None)
+    families = R.curve_series(history())
     assert sorted(families) == ["eval", "loss", "lr"]
     assert sorted(families["loss"]) == ["loss/sup", "loss/total"]
     steps, values = families["eval"]["eval/top1"]
@@ -339,8 +407,8 @@ def test_plot_series_groups_by_family_and_skips_non_scalars():
 
 def test_plots_degrade_without_matplotlib(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
-    with caplog.at_level(logging.WARNING, logger=E.__name__):
-        assert E.plot_confusion(np.eye(2, dtype=int), None, tmp_path / "c.png") is False
-        assert E.plot_curves(history(), tmp_path / "h.png") is False
+    with caplog.at_level(logging.WARNING, logger=R.__name__):
+        assert R.plot_confusion(np.eye(2, dtype=int), None, tmp_path / "c.png") is False
+        assert R.plot_curves(history(), tmp_path / "h.png") is False
     assert not list(tmp_path.iterdir())
     assert "matplotlib is not installed" in caplog.text

@@ -147,7 +147,7 @@ _SUBPROCESS = textwrap.dedent("""
 def test_load_in_fresh_process_without_model_code(exported, reference_out, tmp_path):
     batch, ref = reference_out
     np.savez(tmp_path / "batch.npz", **batch)
-    subprocess.run([sys.executable, "-c", _SUBPROCESS, vke.__file__, str(exported), str(tmp_path / "batch.npz"),
+    subprocess.run([sys.executable, "-c", _SUBPROCESS, vke.format.__file__, str(exported), str(tmp_path / "batch.npz"),
                     str(tmp_path / "out.npz")], check=True, cwd=tmp_path, timeout=300)
     out = np.load(tmp_path / "out.npz")
     for key in ("logits", "view_logits"):

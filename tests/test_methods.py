@@ -6,6 +6,7 @@ import pytest
 
 from vicokd_jax import losses as L
 from vicokd_jax import methods as M
+from vicokd_jax import views
 
 B, V, LEN, C, D, T = 4, 3, 4, 5, 8, 8
 
@@ -105,8 +106,8 @@ def test_terms_match_the_loss_functions():
     assert float(m["loss/sup"]) == pytest.approx(float(L.cross_entropy(student["logits"], batch["label"],
                                                                        batch["labeled"])[0]), rel=1e-6)
     kd_seq = float(L.kd_kl(student["logits"], teacher["logits"], 4.0).mean())
-    kd_frames = float(L.kd_kl(M.fuse_frame_logits(student["frame_logits"], batch["view_mask"]),
-                              M.fuse_frame_logits(teacher["frame_logits"], batch["view_mask"]), 4.0).mean())
+    kd_frames = float(L.kd_kl(views.fuse_frame_logits(student["frame_logits"], batch["view_mask"]),
+                              views.fuse_frame_logits(teacher["frame_logits"], batch["view_mask"]), 4.0).mean())
     visible = np.asarray(L.visible_fraction(batch["human_score"], batch["view_mask"]))
     per_view_kd = np.asarray(L.kd_kl(student["view_logits"], teacher["view_logits"], 4.0))
     kd_views = float((visible * per_view_kd).sum() / visible.sum())
@@ -118,18 +119,6 @@ def test_terms_match_the_loss_functions():
     pl = L.pseudo_label(student["logits"], teacher["logits"], 0.9, ~batch["labeled"])[0]
     assert float(m["loss/pl"]) == pytest.approx(float(pl), rel=1e-6)
     assert 0.0 <= float(m["pl/keep_rate"]) <= 1.0 and 0.0 <= float(m["agreement"]) <= 1.0
-
-
-def test_fused_frame_logits_ignore_absent_views():
-    frame_logits = jnp.asarray(np.random.default_rng(3).standard_normal((1, 2, 3, 4)), jnp.float32)
-    fused = M.fuse_frame_logits(frame_logits.at[0, 1].set(100.0), jnp.array([[True, False]]))
-    np.testing.assert_array_equal(fused[0], frame_logits[0, 0])
-
-
-def test_resample_scores():
-    s = jnp.arange(8, dtype=jnp.float32).reshape(1, 1, 8)
-    np.testing.assert_allclose(M.resample_scores(s, 4)[0, 0], [0.5, 2.5, 4.5, 6.5])
-    assert M.resample_scores(s, 3).shape == (1, 1, 3)
 
 
 def test_vicokd_ablations():

@@ -23,7 +23,7 @@ import vicokd_jax as vk
 from vicokd_jax import parallel
 from vicokd_jax.models import presets
 from vicokd_jax.train import checkpoint as ckpt
-from vicokd_jax.train import loop
+from vicokd_jax.train import setup
 from vicokd_jax.train.state import abstract_with_shardings, create_state, make_optimizer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -168,11 +168,10 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step_and_the_rerun_resume
 def test_checkpoint_of_the_pair_restores_in_one_process(runs):
     pair, single = runs
     cfg = vk.config.from_file(SMOKE, OVERRIDES)
-    example = loop.example_batch(loop.make_source(cfg, "train"), cfg)
     model = presets.teacher_from_config(cfg)
     tx, _ = make_optimizer(cfg.train, cfg.teacher.steps, cfg.train.lr)
     mesh = parallel.make_mesh(-1, 1)  # this process: 8 devices
-    state, shardings = create_state(loop._teacher_init(model, cfg, example), tx, 0, mesh)
+    state, shardings = create_state(setup.model_init(model, cfg, "teacher"), tx, 0, mesh)
     target = abstract_with_shardings(jax.eval_shape(lambda: state), shardings)
     # The grain iterator states are per process (2 files): restore the train state alone.
     restored = [ckpt.StageCheckpointer(w / "teacher" / "checkpoints").restore(target, None, step=4)

@@ -106,7 +106,10 @@ def test_imports_stay_light():
         import json, sys
         import vicokd_jax as vk
         import vicokd_jax.export
-        vk.data  # a subpackage by attribute imports that subpackage only
+        vk.data  # a subpackage by attribute imports that subpackage, none of its submodules
         print(json.dumps(sorted(m for m in sys.modules if m.startswith("vicokd_jax"))))
     """)
-    assert out == ["vicokd_jax", "vicokd_jax.data", "vicokd_jax.export"]
+    assert "vicokd_jax.data" in out and "vicokd_jax.export" in out
+    heavy = ("vicokd_jax.models", "vicokd_jax.train", "vicokd_jax.losses", "vicokd_jax.methods", "vicokd_jax.launch",
+             "vicokd_jax.data.")
+    assert not [m for m in out if m.startswith(heavy)], out

@@ -23,7 +23,7 @@ import vicokd_jax as vk
 from vicokd_jax import parallel
 from vicokd_jax.models import presets
 from vicokd_jax.train import checkpoint as ckpt
-from vicokd_jax.train import loop
+from vicokd_jax.train import loop, nonfinite, setup
 from vicokd_jax.train import step as step_lib
 from vicokd_jax.train.state import abstract_with_shardings, create_state, make_optimizer, state_shardings
 
@@ -146,10 +146,9 @@ def test_every_checkpoint_damaged_raises_naming_each_and_deletes_nothing(tmp_pat
 # ------------------------------------------------------------------------------------------------------------
 def test_fsdp8_checkpoint_restores_onto_a_4_device_data_parallel_mesh(tmp_path):
     cfg = vk.config.from_file(SMOKE, SKELETON_TEACHER)
-    example = loop.example_batch(loop.make_source(cfg, "train"), cfg)
     model = presets.teacher_from_config(cfg)
     tx, _ = make_optimizer(cfg.train, 10, 1e-3)
-    init = loop._teacher_init(model, cfg, example)
+    init = setup.model_init(model, cfg, "teacher")
     fsdp8 = parallel.make_mesh(1, 8)
     state, _ = create_state(init, tx, 0, fsdp8, fsdp_min_size=1)
     sharded = [x for x in jax.tree.leaves(state.params) if "fsdp" in tuple(x.sharding.spec)]
@@ -200,7 +199,7 @@ NONFINITE = SKELETON_TEACHER + ["teacher.steps=6", "train.log_every=3", "train.c
 def test_nonfinite_loss_raises_naming_the_exact_step_and_term(tmp_path, monkeypatch):
     cfg = vk.config.from_file(SMOKE, NONFINITE)
     _poison_step(monkeypatch, bad_call=5)  # step 5; the next log point is step 6
-    with pytest.raises(loop.NonFiniteLossError) as info:
+    with pytest.raises(nonfinite.NonFiniteLossError) as info:
         loop.train_stage("teacher", cfg, tmp_path)
     message = str(info.value)
     assert "non-finite loss at step 5: loss/frame went non-finite" in message, message
@@ -217,7 +216,7 @@ def test_nonfinite_loss_raises_naming_the_exact_step_and_term(tmp_path, monkeypa
 def test_nonfinite_loss_skip_skips_the_update_and_counts_it(tmp_path, monkeypatch):
     cfg = vk.config.from_file(SMOKE, NONFINITE + ["train.on_nonfinite=skip"])
     _poison_step(monkeypatch, bad_call=2)
-    result = loop.train_stage("teacher", cfg, tmp_path)
+    result = loop.train_stage("teacher", cfg, tmp_path).metrics
     records = [json.loads(x) for x in (tmp_path / "teacher" / "metrics.jsonl").read_text().splitlines()]
     train = {r["step"]: r for r in records if "loss/total" in r}
     assert train[3]["skipped"] == 1.0 and train[6]["skipped"] == 1.0 and result["final_train"]["skipped"] == 1.0

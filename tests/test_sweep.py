@@ -201,20 +201,20 @@ def test_resuming_a_run_with_another_config_keeps_the_earlier_config(tmp_path, c
     from vicokd_jax import launch
 
     cfg = config_lib.default_config("kd")
-    launch._write_config(cfg, tmp_path)
-    launch._write_config(cfg, tmp_path)  # same config: nothing kept, nothing printed
+    launch.write_config(cfg, tmp_path)
+    launch.write_config(cfg, tmp_path)  # same config: nothing kept, nothing printed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"] and capsys.readouterr().out == ""
     changed = config_lib.default_config("kd")
     changed.train.lr, changed.train.log_every = 0.5, 3
-    launch._write_config(changed, tmp_path)
+    launch.write_config(changed, tmp_path)
     assert json.loads((tmp_path / "config.previous-1.json").read_text()) == json.loads(
         json.dumps(config_lib.to_dict(cfg)))
     assert json.loads((tmp_path / "config.json").read_text())["train"]["lr"] == 0.5
     out = capsys.readouterr().out
     assert "train.lr: 0.001 -> 0.5" in out and "log_every" not in out  # only changes that affect results
-    launch._write_config(cfg, tmp_path)
+    launch.write_config(cfg, tmp_path)
     assert (tmp_path / "config.previous-2.json").is_file()
     (tmp_path / "config.previous-1.json").unlink()  # a gap in the numbering must not make a later copy replace one
-    launch._write_config(changed, tmp_path)
+    launch.write_config(changed, tmp_path)
     assert sorted(p.name for p in tmp_path.glob("config.previous-*.json")) == ["config.previous-2.json",
                                                                                  "config.previous-3.json"]

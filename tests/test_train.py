@@ -11,10 +11,10 @@ import pytest
 
 import vicokd_jax as vk
 from vicokd_jax import parallel
-from vicokd_jax.data import pipeline
+from vicokd_jax.data import datasets, pipeline
 from vicokd_jax.models import presets
 from vicokd_jax.train import checkpoint as ckpt
-from vicokd_jax.train import loop
+from vicokd_jax.train import loop, nonfinite, preemption, setup
 from vicokd_jax.train import step as step_lib
 from vicokd_jax.train.state import abstract_with_shardings, create_state, make_optimizer
 
@@ -33,14 +33,13 @@ SKELETON_ONLY = "model.teacher_modalities=('skeleton',)"
 
 
 def _teacher_setup(cfg, mesh, fsdp_min_size=2**16, steps_per_call=1):
-    source = loop.make_source(cfg, "train")
-    example = loop.example_batch(source, cfg)
+    source = datasets.make_source(cfg, "train")
     model = presets.teacher_from_config(cfg)
     tx, schedule = make_optimizer(cfg.train, cfg.train.steps, cfg.train.lr)
-    state, shardings = create_state(loop._teacher_init(model, cfg, example), tx, 0, mesh, fsdp_min_size)
+    state, shardings = create_state(setup.model_init(model, cfg, "teacher"), tx, 0, mesh, fsdp_min_size)
     step = step_lib.make_train_step("teacher", model, tx, schedule, cfg, mesh, shardings,
                                     steps_per_call=steps_per_call)
-    batches = pipeline.make_dataset(source, loop.pipeline_config(cfg, True, cfg.train.batch_size))
+    batches = pipeline.make_dataset(source, datasets.pipeline_config(cfg, True, cfg.train.batch_size))
     return state, shardings, step, iter(batches)
 
 
@@ -88,7 +87,7 @@ def test_multi_step_calls_end_on_every_log_and_checkpoint_point():
     train.steps_per_call, train.log_every, train.checkpoint_every, train.eval_every = 8, 4, 6, 0
     done, sizes = 0, []
     while done < 13:
-        sizes.append(loop._call_size(done, 13, train))
+        sizes.append(loop.call_size(done, 13, train))
         done += sizes[-1]
     assert sizes == [4, 2, 2, 4, 1]  # to 4 (log), 6 (checkpoint), 8, 12 (both), 13 (the end)
 
@@ -98,7 +97,7 @@ def test_a_stage_trained_with_several_steps_per_call_logs_and_saves_the_same(tmp
     runs = {}
     for per_call in (1, 4):
         cfg = _cfg(SKELETON_ONLY, "train.log_every=2", f"train.steps_per_call={per_call}")
-        result = loop.train_stage("teacher", cfg, tmp_path / str(per_call))
+        result = loop.train_stage("teacher", cfg, tmp_path / str(per_call)).metrics
         records = [json.loads(x) for x in (tmp_path / str(per_call) / "teacher" / "metrics.jsonl").read_text()
                    .splitlines()]
         saved = sorted(int(p.name) for p in (tmp_path / str(per_call) / "teacher" / "checkpoints").iterdir())
@@ -113,10 +112,10 @@ def test_a_stage_trained_with_several_steps_per_call_logs_and_saves_the_same(tmp
 def test_first_nonfinite_step_inside_a_multi_step_call():
     ok = {"nonfinite": jnp.zeros(3, jnp.int32), "loss/total": jnp.ones(3)}
     bad = {"nonfinite": jnp.asarray([0, 1, 1], jnp.int32), "loss/total": jnp.asarray([1.0, jnp.nan, 2.0])}
-    record = loop._record_first_nonfinite(None, ok, 3)  # steps 1-3
+    record = nonfinite.record_first(None, ok, 3)  # steps 1-3
     assert int(record["step"]) == -1
-    record = loop._record_first_nonfinite(record, bad, 6)  # steps 4-6: step 5 is the first bad one
-    record = loop._record_first_nonfinite(record, bad, 9)  # a later bad step does not replace it
+    record = nonfinite.record_first(record, bad, 6)  # steps 4-6: step 5 is the first bad one
+    record = nonfinite.record_first(record, bad, 9)  # a later bad step does not replace it
     assert int(record["step"]) == 5 and np.isnan(float(record["metrics"]["loss/total"]))
 
 
@@ -186,7 +185,7 @@ def test_preempted_run_resumes_to_the_same_export(smoke_run, tmp_path, monkeypat
     def preempt_after_four(batch, mesh):
         calls["n"] += 1
         if calls["n"] == 4:
-            loop.PREEMPTED.set()
+            preemption.PREEMPTED.set()
         return original(batch, mesh)
 
     monkeypatch.setattr(parallel, "global_batch", preempt_after_four)
@@ -201,19 +200,21 @@ def test_preempted_run_resumes_to_the_same_export(smoke_run, tmp_path, monkeypat
 
 def test_sigterm_during_setup_stops_before_the_first_step(tmp_path, monkeypatch):
     """A SIGTERM that arrives while a stage sets up must not wait for the step to compile and run."""
-    original, steps_run = step_lib.make_train_step, []
+    original, steps_run = setup.build_stage, []
 
-    def make_step_then_preempt(*args, **kwargs):
-        step = original(*args, **kwargs)
-        loop.PREEMPTED.set()  # as _on_sigterm would, between setup and the first step
-        return lambda *a: steps_run.append(1) or step(*a)
+    def build_then_preempt(*args, **kwargs):
+        stage = original(*args, **kwargs)
+        preemption.PREEMPTED.set()  # as the SIGTERM handler would, between setup and the first step
+        step = stage.train_step
+        stage.train_step = lambda *a: steps_run.append(1) or step(*a)
+        return stage
 
-    monkeypatch.setattr(step_lib, "make_train_step", make_step_then_preempt)
+    monkeypatch.setattr(setup, "build_stage", build_then_preempt)
     try:
         stage = loop.train_stage("teacher", _cfg(SKELETON_ONLY), tmp_path)
     finally:
-        loop.PREEMPTED.clear()
-    assert stage == {"preempted": True, "step": 0, "checkpoint": str(tmp_path / "teacher" / "checkpoints")}
+        preemption.PREEMPTED.clear()
+    assert stage.metrics == {"preempted": True, "step": 0, "checkpoint": str(tmp_path / "teacher" / "checkpoints")}
     assert steps_run == [] and not (tmp_path / "teacher" / "result.json").exists()
 
 
@@ -246,6 +247,10 @@ def test_config_errors_name_the_key():
                                         if "def get_config" in p.read_text()))
 def test_every_experiment_loads_and_has_a_smoke_variant(name):
     path = REPO / "experiments" / f"{name}.py"
+    if name == "msh1_vicokd":  # its skeleton+RGB teacher cannot read MultiSensor-Home, which has no skeletons
+        with pytest.raises(ValueError, match="'skeleton'.*multisensor_home"):
+            vk.config.from_file(str(path))
+        return
     full, smoke = vk.config.from_file(str(path)), vk.config.from_file(f"{path}:smoke")
     assert smoke.name.endswith("_smoke") and smoke.train.steps <= 20 and smoke.data.name == "synth_mv"
     assert full.train.steps > smoke.train.steps

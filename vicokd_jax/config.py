@@ -17,7 +17,7 @@ import sys
 import ml_collections
 from flax import traverse_util
 
-from vicokd_jax import methods
+from vicokd_jax import methods, parallel
 
 STAGES = ("teacher", "student")
 DATASETS = ("synth_mv", "ntu_rgbd", "multisensor_home")
@@ -110,7 +110,10 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
     cfg.mesh = ml_collections.ConfigDict(dict(
         data=-1,                    # data-parallel axis size (-1: all remaining devices)
         fsdp=1,                     # parameters sharded over this axis (FSDP)
-        fsdp_min_size=2**16,        # tensors smaller than this stay replicated
+        fsdp_min_size=2**16,        # tensors smaller than this stay replicated (when no rule matches them)
+        rules=(),                   # ((regex on the variable path, spec), ...): first match wins; see parallel.py
+        dcn_data=1,                 # across-host (DCN) part of the data axis: dcn_data x dcn_fsdp > 1 = hybrid
+        dcn_fsdp=1,                 # across-host part of the fsdp axis (product = processes or TPU slices)
     ))
     cfg.lock()
     return cfg
@@ -165,6 +168,7 @@ def validate(cfg) -> None:
     for key in ("steps", "batch_size", "log_every", "checkpoint_every", "eval_batch_size", "steps_per_call"):
         if cfg.train[key] < 1:
             raise ValueError(f"config.train.{key}={cfg.train[key]} must be >= 1")
+    parallel.validate_mesh_config(cfg.mesh)
 
 
 def _parse_value(text: str):
@@ -252,6 +256,7 @@ EXECUTION_KEYS = frozenset({
     "name", "data.num_workers", "data.cache_examples", "data.data_dir", "teacher.checkpoint",
     "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.eval_batch_size",
     "train.on_nonfinite", "train.steps_per_call", "mesh.data", "mesh.fsdp", "mesh.fsdp_min_size",
+    "mesh.rules", "mesh.dcn_data", "mesh.dcn_fsdp",
 })
 
 

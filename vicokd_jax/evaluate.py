@@ -19,17 +19,16 @@ def evaluate_export(export_dir, split: str | None = None, batch_size: int = 32) 
     import ml_collections
 
     from vicokd_jax import export as export_lib
-    from vicokd_jax.data import pipeline
-    from vicokd_jax.train import evaluate as ev
-    from vicokd_jax.train import loop
+    from vicokd_jax.data import datasets, pipeline
+    from vicokd_jax.train import metrics
 
     predict = export_lib.load(export_dir)
     cfg = ml_collections.ConfigDict(predict.config["experiment"])
     split = split or cfg.data.test_split
-    source = loop.make_source(cfg, split)
-    acc = ev.EvalAccumulator(cfg.data.num_classes, multi_label=cfg.data.multi_label,
-                             class_names=predict.config.get("class_names") or None)
-    for batch in pipeline.make_dataset(source, loop.pipeline_config(cfg, False, batch_size)):
+    source = datasets.make_source(cfg, split)
+    # The run's own thresholds (visibility, co-visible pairs); an export has no teacher, so no pseudo-label figures.
+    acc = metrics.EvalAccumulator.from_config(cfg, "student", class_names=predict.config.get("class_names") or None)
+    for batch in pipeline.make_dataset(source, datasets.pipeline_config(cfg, False, batch_size)):
         outputs = predict(batch)
         acc.add({k: np.asarray(v) for k, v in outputs.items()}, batch)
     return acc.result()

@@ -110,7 +110,7 @@ def _json_default(x):
     return str(x)
 
 
-def _parse_cli(argv):
+def parse_cli(argv):
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,7 +126,7 @@ def _parse_cli(argv):
 
 
 def main(argv=None) -> int:
-    args, overrides = _parse_cli(sys.argv[1:] if argv is None else argv)
+    args, overrides = parse_cli(sys.argv[1:] if argv is None else argv)
     cfg = config_lib.from_file(args.config, overrides)
     summary = run(cfg, args.workdir)
     stages = config_lib.stages_of(cfg)

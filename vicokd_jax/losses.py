@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vicokd_jax import views
+
 sg = jax.lax.stop_gradient
 LN2 = 0.6931471805599453
 
@@ -58,12 +60,9 @@ def sigmoid_bce(logits, targets, mask=None):
     return loss, {"count": count}
 
 
-def visible_fraction(human_score, view_mask, score_threshold=0.5):
-    """Per view, the share of frames where the detector sees the person: `[B,V,T], [B,V] -> [B,V]` in [0, 1],
-    0 for absent views. The weight of a view's own supervision: a view that never sees the action has none."""
-    chex.assert_rank(human_score, 3)
-    chex.assert_equal(human_score.shape[:2], view_mask.shape)
-    return jnp.mean(human_score >= score_threshold, axis=-1) * view_mask
+# The weight of a view's own supervision (a view that never sees the action has none); defined in views.py,
+# where the metrics share it, and named here too because README documents `losses.visible_fraction`.
+visible_fraction = views.visible_fraction
 
 
 def view_supervision(view_logits, target, weights):
@@ -71,8 +70,8 @@ def view_supervision(view_logits, target, weights):
     multi-hot `[B,C]` -> BCE), weighted by `weights [B,V]` (visible fraction × labeled) -> (loss, {"count": Σ w}).
 
     The view-fusion loss alone reaches a view's encoder only through fusion; with the action visible in one of V
-    views that signal is too weak for an RGB encoder to start learning (issue 6). This term gives each view that
-    sees the person its own gradient."""
+    views that signal is too weak for an RGB encoder to start learning (on SynthMV the RGB student stayed at
+    chance without this term). This term gives each view that sees the person its own gradient."""
     chex.assert_rank(view_logits, 3)
     chex.assert_equal(view_logits.shape[:2], weights.shape)
     if target.ndim == 1:
@@ -217,11 +216,6 @@ def _weighted_pairs(logits, pair_mask, temperature, confidence_weight, divergenc
                   "mean_weight": jnp.sum(cw) / jnp.maximum(pairs, 1.0)}
 
 
-def _upper_triangle(v):
-    """[V, V] bool: pairs i < j."""
-    return jnp.triu(jnp.ones((v, v), bool), k=1)
-
-
 def view_consistency(view_logits, human_score, view_mask, *, temperature=1.0, score_threshold=0.5,
                      min_covisible_frames=1, use_detection_mask=True, confidence_weight=True, divergence="js",
                      eps=1e-8):
@@ -237,11 +231,10 @@ def view_consistency(view_logits, human_score, view_mask, *, temperature=1.0, sc
     b, v, _ = view_logits.shape
     chex.assert_shape(human_score, (b, v, None))
     chex.assert_shape(view_mask, (b, v))
-    both = view_mask[:, :, None] & view_mask[:, None, :] & _upper_triangle(v)
     if use_detection_mask:
-        detected = (human_score >= score_threshold).astype(jnp.float32)
-        covisible = jnp.einsum("bit,bjt->bij", detected, detected) >= min_covisible_frames
-        both = both & covisible
+        both = views.covisible_pairs(human_score, view_mask, score_threshold, min_covisible_frames)
+    else:
+        both = views.view_pairs(view_mask)
     return _weighted_pairs(view_logits, both, temperature, confidence_weight, divergence, eps)
 
 
@@ -255,7 +248,7 @@ def frame_view_consistency(frame_logits, human_score, view_mask, *, temperature=
     b, v, t, _ = frame_logits.shape
     chex.assert_shape(human_score, (b, v, t))
     chex.assert_shape(view_mask, (b, v))
-    both = (view_mask[:, :, None] & view_mask[:, None, :] & _upper_triangle(v))[..., None]  # [B, V, V, 1]
+    both = views.view_pairs(view_mask)[..., None]  # [B, V, V, 1]
     both = jnp.broadcast_to(both, (b, v, v, t))
     if use_detection_mask:
         detected = human_score >= score_threshold

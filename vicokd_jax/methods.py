@@ -6,7 +6,7 @@
 `L_view` is ours, not METHOD.md's: every view head against the sequence label on labeled samples, weighted by
 the share of frames where that view sees the person (`losses.view_supervision`). Without it the RGB encoder gets
 its gradient only through view fusion, and with the action visible in one or two of four views it never starts
-learning (issue 6: the student stayed at chance). Likewise `L_kd` adds, with `kd.view_weight`, the KL from the
+learning (on SynthMV the student stayed at chance). Likewise `L_kd` adds, with `kd.view_weight`, the KL from the
 teacher's view logits to the student's, weighted the same way, on all samples. Set `weights.view=0` and
 `kd.view_weight=0` for METHOD.md's objective exactly.
 
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from vicokd_jax import losses
+from vicokd_jax.views import fuse_frame_logits, resample_scores
 
 TERMS = ("sup", "view", "kd", "dkd", "feat", "pl", "vc", "mv", "con")
 
@@ -130,23 +131,6 @@ def method_config(name: str, ablation: str | None = None) -> MethodConfig:
 
 def active_terms(cfg) -> tuple[str, ...]:
     return tuple(t for t in TERMS if cfg.weights[t] != 0)
-
-
-def fuse_frame_logits(frame_logits, view_mask):
-    """View-fused frame logits: max over present views. `[B, V, L, C], [B, V] -> [B, L, C]`."""
-    # A finite fill keeps a sample with no present view finite (uniform after softmax) and its gradient zero.
-    return jnp.where(view_mask[:, :, None, None], frame_logits, -1e9).max(axis=1)
-
-
-def resample_scores(human_score, length: int):
-    """Detector scores `[B, V, T]` -> `[B, V, length]` on the token frames: mean over equal chunks of frames,
-    or linear interpolation when T is not a multiple of `length`."""
-    b, v, t = human_score.shape
-    if t == length:
-        return human_score
-    if t % length == 0:
-        return human_score.reshape(b, v, length, t // length).mean(-1)
-    return jax.image.resize(human_score, (b, v, length), method="linear")
 
 
 def _need(out: dict, key: str, who: str, cfg, hint: str):

@@ -29,12 +29,9 @@ def add_arguments(parser) -> None:
 
 
 def check_args(args) -> str | None:
-    """Why the arguments cannot give a meaningful rate (an error message), or None. Parses absl's flags, which
-    grain's worker processes need outside absl.app.run."""
+    """Why the arguments cannot give a meaningful rate (an error message), or None."""
     import grain
-    from absl import flags
 
-    flags.FLAGS.mark_as_parsed()
     read_ahead = grain.ReadOptions().num_threads
     if args.warmup_batches <= read_ahead:
         # Batches read ahead during a shorter warm-up come out of a buffer: the rate would be meaningless
@@ -89,10 +86,13 @@ def fed_rate(cfg, mesh, source, steps: int) -> float:
 
 
 def run(args) -> dict:
+    from absl import flags
+
     from vicokd_jax import parallel
     from vicokd_jax.config import default_config
     from vicokd_jax.data import datasets
 
+    flags.FLAGS.mark_as_parsed()  # grain worker processes need parsed absl flags outside absl.app.run
     cfg = default_config("vicokd")  # the default SynthMV size: 4 views x 16 x 32^2, batch 16, preset micro
     cfg.data.cache_examples = False  # measure rendering, not the in-memory cache of later epochs
     if args.tfds:

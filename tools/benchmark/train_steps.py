@@ -67,7 +67,7 @@ def build_step(kind: str, cfg, mesh, materialize: bool = True) -> dict:
     """One jit step of `kind` ("teacher" | "student" | "stage") with its arguments (abstract or concrete).
 
     teacher: the teacher-stage step of `vicokd_jax.train.step`; stage: the student-stage step (frozen teacher
-    forward + student forward/backward/update; the teacher's variables random and replicated); student: the
+    forward + student forward/backward/update; the teacher's variables random, sharded as in training); student: the
     student alone (cross-entropy on the labels). The batch is `synthetic_batch(cfg, cfg.train.batch_size)`.
     materialize=False: every argument is a ShapeDtypeStruct with its sharding (for `fn.lower(*args).compile()`
     without allocating anything). Returns dict(fn, args, state_shardings, abstract_state).
@@ -90,7 +90,7 @@ def build_step(kind: str, cfg, mesh, materialize: bool = True) -> dict:
     init = state_lib.init_state_fn(setup.model_init(model, cfg, "teacher" if kind == "teacher" else "student"), tx)
     seed = jnp.asarray(cfg.train.seed, jnp.uint32)
     abstract_state = jax.eval_shape(init, seed)
-    shardings = state_lib.state_shardings(abstract_state, mesh, cfg.mesh.fsdp_min_size)
+    shardings = state_lib.state_shardings(abstract_state, mesh, cfg.mesh.fsdp_min_size, rules=cfg.mesh.rules)
     if materialize:
         state = jax.jit(init, out_shardings=shardings)(seed)
         batch = parallel.global_batch(synthetic_batch(cfg, n), mesh)
@@ -106,9 +106,9 @@ def build_step(kind: str, cfg, mesh, materialize: bool = True) -> dict:
 
     if kind == "stage":
         teacher_init = setup.model_init(teacher, cfg, "teacher")
-        rep = parallel.replicated(mesh)
         abstract_teacher = jax.eval_shape(teacher_init, jax.random.key(0))
-        teacher_shardings = jax.tree.map(lambda _: rep, abstract_teacher)
+        # Sharded like training shards it (setup.load_teacher): by mesh.rules, then the size fallback.
+        teacher_shardings = parallel.variable_shardings(mesh, abstract_teacher, cfg.mesh.rules, cfg.mesh.fsdp_min_size)
         teacher_vars = (jax.jit(teacher_init, out_shardings=teacher_shardings)(jax.random.key(1)) if materialize
                         else state_lib.abstract_with_shardings(abstract_teacher, teacher_shardings))
         fn = step_lib.make_train_step("student", model, tx, schedule, cfg, mesh, shardings, teacher,

@@ -7,3 +7,4 @@ from vicokd_jax.convert.stgcn import infer_model, stgcn_from_torch, stgcn_to_tor
 from vicokd_jax.convert.hf_video import video_transformer_from_hf
 
 __getattr__, __dir__ = lazy_submodules(__name__, globals())
+del lazy_submodules  # keep the namespace to submodules and public names

@@ -12,3 +12,4 @@ from vicokd_jax.models.teacher import Teacher
 from vicokd_jax.models.video_transformer import VIDEO_TRANSFORMER_PRESETS, VideoTransformer
 
 __getattr__, __dir__ = lazy_submodules(__name__, globals())
+del lazy_submodules  # keep the namespace to submodules and public names

@@ -41,17 +41,23 @@ Parameter tree (default, ``scan=False``; ``[...]`` are shapes, ``D`` width, ``Hh
 With ``scan=True`` each encoder's ``block_{i}`` subtrees are replaced by one ``blocks`` subtree whose leaves
 carry a leading ``[depth]`` axis (``encoder/blocks/attn/query/kernel [depth,D,Hh,hd]``);
 :func:`stack_block_params` / :func:`unstack_block_params` convert between the two layouts.
+
+This module is the model: tubelet embedding, position embeddings, the attention modes' wiring, pooling and the
+head. The blocks and the encoder are in :mod:`vicokd_jax.models.video_transformer_blocks`, the parameter-layout
+helpers in :mod:`vicokd_jax.models.video_transformer_params`; every name is importable from here.
 """
 from __future__ import annotations
 
-import re
-from typing import Any, Callable
+from typing import Any
 
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from vicokd_jax.models.video_transformer_blocks import ACTIVATIONS, Attention, Block, Encoder, Mlp, join_cls, split_cls
+from vicokd_jax.models.video_transformer_params import count_params, stack_block_params, unstack_block_params
 
 Array = jax.Array
 Dtype = Any
@@ -69,14 +75,6 @@ VIDEO_TRANSFORMER_PRESETS: dict[str, dict[str, int]] = {
     "large": dict(hidden_size=1024, depth=24, num_heads=16, mlp_dim=4096),
 }
 
-_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # erf form (torch nn.GELU())
-    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),  # tanh form (HF gelu_new / gelu_fast)
-    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
-    "relu": jax.nn.relu,
-}
-
-_dense_init = nn.initializers.xavier_uniform()
 _posemb_init = nn.initializers.normal(stddev=0.02)
 
 
@@ -96,209 +94,6 @@ def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
     angles = pos / np.power(10000.0, 2 * (j // 2) / dim)
     table = np.where(j % 2 == 0, np.sin(angles), np.cos(angles))
     return table.astype(np.float32)
-
-
-def _join_cls(x: Array, cls: Array | None) -> Array:
-    """Tokens ``[N,T',S,D]`` (+ CLS ``[N,1,D]``) -> one sequence ``[N,(1)+T'·S,D]``, time-major."""
-    n, t, s, d = x.shape
-    seq = x.reshape(n, t * s, d)
-    return seq if cls is None else jnp.concatenate([cls, seq], axis=1)
-
-
-def _split_cls(seq: Array, has_cls: bool, t: int, s: int) -> tuple[Array, Array | None]:
-    """Inverse of :func:`_join_cls`: ``[N,(1)+T'·S,D]`` -> (``[N,T',S,D]``, ``[N,1,D]`` or None)."""
-    c = int(has_cls)
-    cls = seq[:, :1] if has_cls else None
-    return seq[:, c:].reshape(seq.shape[0], t, s, seq.shape[-1]), cls
-
-
-def _drop_path(x: Array, rate: Array | float, rng: Array) -> Array:
-    """Stochastic depth: zero whole samples (axis 0) with probability ``rate``, rescale the survivors."""
-    keep = 1.0 - rate
-    mask = jax.random.bernoulli(rng, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
-    return jnp.where(mask, x / keep, 0.0).astype(x.dtype)  # keep the compute dtype (keep is f32)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Layers
-# --------------------------------------------------------------------------------------------------------
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention ``[B,L,D] -> [B,L,D]`` through ``jax.nn.dot_product_attention``.
-
-    Projections are ``DenseGeneral`` with a ``(heads, head_dim)`` output (flax's attention layout), so rules
-    that shard on heads find an explicit axis. ``qkv_bias``: ``"qkv"``, ``"qv"`` (VideoMAE: no key bias) or
-    ``"none"``; the output projection always has a bias.
-    """
-
-    num_heads: int
-    head_dim: int
-    qkv_bias: str = "qkv"
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        def project(name: str, bias: bool) -> Array:
-            return nn.DenseGeneral(
-                (self.num_heads, self.head_dim), use_bias=bias, kernel_init=_dense_init, dtype=self.dtype,
-                param_dtype=self.param_dtype, name=name)(x)
-
-        q = project("query", self.qkv_bias in ("qkv", "qv"))
-        k = project("key", self.qkv_bias == "qkv")
-        v = project("value", self.qkv_bias in ("qkv", "qv"))
-        # NOTE: implementation=None lets XLA pick a fused (cuDNN flash) kernel on GPU for bf16/f16 inputs.
-        y = jax.nn.dot_product_attention(q, k, v)  # [B,L,Hh,hd], scale 1/sqrt(hd)
-        return nn.DenseGeneral(x.shape[-1], axis=(-2, -1), kernel_init=_dense_init, dtype=self.dtype,
-                               param_dtype=self.param_dtype, name="out")(y)
-
-
-class Mlp(nn.Module):
-    """Token-wise MLP ``[...,D] -> [...,D]``: fc1 (``mlp_dim``) -> activation -> dropout -> fc2."""
-
-    mlp_dim: int
-    activation: str = "gelu"
-    dropout_rate: float = 0.0
-    deterministic: bool = True
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        dense = lambda n, name: nn.Dense(n, kernel_init=_dense_init, dtype=self.dtype,  # noqa: E731
-                                         param_dtype=self.param_dtype, name=name)
-        y = _ACTIVATIONS[self.activation](dense(self.mlp_dim, "fc1")(x))
-        y = nn.Dropout(self.dropout_rate)(y, deterministic=self.deterministic)
-        return dense(x.shape[-1], "fc2")(y)
-
-
-class Block(nn.Module):
-    """One pre-norm transformer block on the carry ``(x [N,T',S,D], cls [N,1,D] | None)``.
-
-    ``attention="joint"``: LN -> MHSA over all tokens -> residual; LN -> MLP -> residual.
-    ``attention="divided"``: first the TimeSformer temporal branch
-    ``x += temporal_dense(temporal_attn(temporal_norm(x)))`` with attention over ``T'`` per patch (CLS does
-    not take part), then spatial MHSA over ``[CLS] + S`` per time step (CLS copied to each step, its
-    update averaged over steps), then the MLP on all tokens.
-
-    ``__call__(carry, drop_path_rate) -> (carry, None)``: the signature ``nn.scan`` expects; the per-block
-    stochastic-depth rate is the scanned input.
-    """
-
-    hidden_size: int
-    num_heads: int
-    head_dim: int
-    mlp_dim: int
-    attention: str = "joint"
-    qkv_bias: str = "qkv"
-    activation: str = "gelu"
-    layer_norm_eps: float = 1e-6
-    dropout_rate: float = 0.0
-    use_drop_path: bool = False
-    deterministic: bool = True
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    def setup(self) -> None:
-        ln = lambda: nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype,  # noqa: E731
-                                  param_dtype=self.param_dtype)
-        attn = lambda: Attention(self.num_heads, self.head_dim, self.qkv_bias, dtype=self.dtype,  # noqa: E731
-                                 param_dtype=self.param_dtype)
-        self.norm1, self.attn, self.norm2 = ln(), attn(), ln()
-        self.mlp = Mlp(self.mlp_dim, self.activation, self.dropout_rate, self.deterministic,
-                       dtype=self.dtype, param_dtype=self.param_dtype)
-        if self.attention == "divided":
-            self.temporal_norm, self.temporal_attn = ln(), attn()
-            self.temporal_dense = nn.Dense(self.hidden_size, kernel_init=_dense_init, dtype=self.dtype,
-                                           param_dtype=self.param_dtype)
-        self.dropout = nn.Dropout(self.dropout_rate)
-
-    def _branch(self, y: Array, rate: Array | float) -> Array:
-        """Residual-branch regularisation: dropout, then stochastic depth per sample (axis 0)."""
-        y = self.dropout(y, deterministic=self.deterministic)
-        if self.use_drop_path and not self.deterministic:
-            y = _drop_path(y, rate, self.make_rng("dropout"))
-        return y
-
-    def _temporal(self, x: Array, rate: Array | float) -> Array:
-        """TimeSformer temporal branch on ``x [N,T',S,D]``: attention over T' for each patch position."""
-        n, t, s, d = x.shape
-        xt = x.transpose(0, 2, 1, 3).reshape(n * s, t, d)
-        y = self.temporal_attn(self.temporal_norm(xt))
-        y = y.reshape(n, s, t, d).transpose(0, 2, 1, 3)
-        return x + self.temporal_dense(self._branch(y, rate))
-
-    def _spatial(self, x: Array, cls: Array | None, rate: Array | float) -> tuple[Array, Array | None]:
-        """Divided spatial branch: attention over ``[CLS] + S`` within each time step."""
-        n, t, s, d = x.shape
-        xs = x.reshape(n * t, s, d)
-        if cls is not None:  # one CLS copy per time step, as TimeSformer
-            xs = jnp.concatenate([jnp.broadcast_to(cls[:, None], (n, t, 1, d)).reshape(n * t, 1, d), xs], 1)
-        y = self._branch(self.attn(self.norm1(xs)).reshape(n, t, -1, d), rate)
-        c = int(cls is not None)
-        x = x + y[:, :, c:]
-        if cls is not None:
-            cls = cls + jnp.mean(y[:, :, :1], axis=1)  # average the per-step CLS updates -> [N,1,D]
-        return x, cls
-
-    def __call__(self, carry: tuple[Array, Array | None], rate: Array | float) -> tuple[Any, None]:
-        x, cls = carry
-        _, t, s, _ = x.shape
-        if self.attention == "divided":
-            x = self._temporal(x, rate)
-            x, cls = self._spatial(x, cls, rate)
-            seq = _join_cls(x, cls)
-        else:
-            seq = _join_cls(x, cls)
-            seq = seq + self._branch(self.attn(self.norm1(seq)), rate)
-        seq = seq + self._branch(self.mlp(self.norm2(seq)), rate)
-        return _split_cls(seq, cls is not None, t, s), None
-
-
-class Encoder(nn.Module):
-    """``depth`` blocks on the carry ``(x [N,T',S,D], cls [N,1,D] | None)``, returned with the same shapes.
-
-    ``remat`` wraps each block in ``nn.remat`` (activations recomputed in the backward pass); ``scan`` runs
-    one ``nn.scan``-ed block with parameters stacked on a leading ``[depth]`` axis (``blocks/...``) instead
-    of ``block_{i}/...`` (faster compiles for deep models; same maths). Stochastic depth grows linearly from
-    0 to ``drop_path_rate`` over the blocks.
-    """
-
-    depth: int
-    hidden_size: int
-    num_heads: int
-    head_dim: int
-    mlp_dim: int
-    attention: str = "joint"
-    qkv_bias: str = "qkv"
-    activation: str = "gelu"
-    layer_norm_eps: float = 1e-6
-    dropout_rate: float = 0.0
-    drop_path_rate: float = 0.0
-    remat: bool = False
-    scan: bool = False
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: Array, cls: Array | None, train: bool = False) -> tuple[Array, Array | None]:
-        kwargs = dict(
-            hidden_size=self.hidden_size, num_heads=self.num_heads, head_dim=self.head_dim, mlp_dim=self.mlp_dim,
-            attention=self.attention, qkv_bias=self.qkv_bias, activation=self.activation,
-            layer_norm_eps=self.layer_norm_eps, dropout_rate=self.dropout_rate,
-            use_drop_path=self.drop_path_rate > 0, deterministic=not train, dtype=self.dtype,
-            param_dtype=self.param_dtype)
-        block = nn.remat(Block, prevent_cse=not self.scan) if self.remat else Block
-        rates = np.linspace(0.0, self.drop_path_rate, self.depth, dtype=np.float32)
-        if self.scan:
-            stack = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
-                            in_axes=0, length=self.depth)
-            (x, cls), _ = stack(**kwargs, name="blocks")((x, cls), jnp.asarray(rates))
-        else:
-            for i in range(self.depth):
-                (x, cls), _ = block(**kwargs, name=f"block_{i}")((x, cls), float(rates[i]))
-        return x, cls
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -360,7 +155,7 @@ class VideoTransformer(nn.Module):
                                      ("pooling", self.pooling, POOLING_MODES),
                                      ("posemb", self.posemb, POSEMB_MODES),
                                      ("qkv_bias", self.qkv_bias, QKV_BIAS_MODES),
-                                     ("activation", self.activation, tuple(_ACTIVATIONS))):
+                                     ("activation", self.activation, tuple(ACTIVATIONS))):
             if value not in allowed:
                 raise ValueError(f"VideoTransformer.{name}={value!r}; expected one of {allowed}")
         if self.attention == "factorised" and self.posemb == "separable":
@@ -439,7 +234,7 @@ class VideoTransformer(nn.Module):
             return norm(steps), norm(jnp.mean(steps, axis=1))
         norm = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype,
                             name=prefix + "encoder_norm")
-        x, cls = _split_cls(norm(_join_cls(x, cls)), cls is not None, t, s)
+        x, cls = split_cls(norm(join_cls(x, cls)), cls is not None, t, s)
         clip = cls[:, 0] if cls is not None else x[:, 0, 0]
         return jnp.mean(x.astype(jnp.float32), axis=2), clip
 
@@ -498,53 +293,6 @@ class VideoTransformer(nn.Module):
                               param_dtype=self.param_dtype, name="head")(clip).astype(jnp.float32)
         return {"frame_tokens": frame_tokens.astype(jnp.float32), "clip": clip.astype(jnp.float32),
                 "logits": logits}
-
-
-# --------------------------------------------------------------------------------------------------------
-# Parameter layouts
-# --------------------------------------------------------------------------------------------------------
-
-_BLOCK_RE = re.compile(r"^block_(\d+)$")
-
-
-def stack_block_params(params: Any) -> dict:
-    """Non-scan layout -> ``scan=True`` layout: every ``{block_0, ..., block_{L-1}}`` group becomes
-    ``blocks`` with leaves stacked on a new leading ``[L]`` axis. Other entries are copied unchanged."""
-    if not isinstance(params, dict) and not hasattr(params, "items"):
-        return params
-    out, blocks = {}, {}
-    for key, value in params.items():
-        m = _BLOCK_RE.match(key)
-        if m:
-            blocks[int(m.group(1))] = value
-        else:
-            out[key] = stack_block_params(value)
-    if blocks:
-        if sorted(blocks) != list(range(len(blocks))):
-            raise ValueError(f"block indices are not 0..L-1: {sorted(blocks)}")
-        out["blocks"] = jax.tree.map(lambda *xs: jnp.stack(xs), *[blocks[i] for i in range(len(blocks))])
-    return out
-
-
-def unstack_block_params(params: Any) -> dict:
-    """Inverse of :func:`stack_block_params`: ``blocks`` (leading ``[L]`` axis) -> ``block_0..block_{L-1}``."""
-    if not isinstance(params, dict) and not hasattr(params, "items"):
-        return params
-    out = {}
-    for key, value in params.items():
-        if key == "blocks":
-            depth = jax.tree.leaves(value)[0].shape[0]
-            for i in range(depth):
-                out[f"block_{i}"] = jax.tree.map(lambda a, i=i: a[i], value)
-        else:
-            out[key] = unstack_block_params(value)
-    return out
-
-
-def count_params(tree: Any) -> int:
-    """Number of scalars in a pytree of arrays or ``jax.ShapeDtypeStruct``s."""
-    return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(tree)))
-
 
 __all__ = [
     "VIDEO_TRANSFORMER_PRESETS", "VideoTransformer", "Encoder", "Block", "Attention", "Mlp", "sinusoid_table",

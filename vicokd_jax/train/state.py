@@ -67,27 +67,31 @@ def init_state_fn(init_variables: Callable[[jax.Array], dict], tx: optax.Gradien
 
 
 def create_state(init_variables: Callable[[jax.Array], dict], tx: optax.GradientTransformation, seed: int, mesh,
-                 fsdp_min_size: int = 2**16) -> tuple[TrainState, Any]:
+                 fsdp_min_size: int = 2**16, *, rules=()) -> tuple[TrainState, Any]:
     """Create the state already sharded: `jax.jit(init, out_shardings=...)`; returns (state, its shardings).
 
-    `init_variables(rng) -> {"params": ..., other collections}` (a model's `init` with example inputs).
+    `init_variables(rng) -> {"params": ..., other collections}` (a model's `init` with example inputs); `rules`
+    as `config.mesh.rules` (see `state_shardings`).
     """
 
     init = init_state_fn(init_variables, tx)
     seed_array = jnp.asarray(seed, jnp.uint32)
     abstract = jax.eval_shape(init, seed_array)
-    shardings = state_shardings(abstract, mesh, fsdp_min_size)
+    shardings = state_shardings(abstract, mesh, fsdp_min_size, rules=rules)
     return jax.jit(init, out_shardings=shardings)(seed_array), shardings
 
 
-def state_shardings(abstract_state: TrainState, mesh, fsdp_min_size: int = 2**16) -> TrainState:
-    """Parameters and optimizer state by the FSDP rule; step, rng, counters replicated."""
+def state_shardings(abstract_state: TrainState, mesh, fsdp_min_size: int = 2**16, *, rules=()) -> TrainState:
+    """Parameters and model state by `rules` on their paths (`parallel.variable_shardings`: the first matching
+    rule, else the size heuristic); optimizer state as the parameters it mirrors (`parallel.mirrored_shardings`);
+    step, rng, counters replicated."""
     rep = parallel.replicated(mesh)
+    params = parallel.variable_shardings(mesh, abstract_state.params, rules, fsdp_min_size)
     return TrainState(
-        step=rep, rng=rep, skipped=rep,
-        params=parallel.param_shardings(mesh, abstract_state.params, fsdp_min_size),
-        model_state=parallel.param_shardings(mesh, abstract_state.model_state, fsdp_min_size),
-        opt_state=parallel.param_shardings(mesh, abstract_state.opt_state, fsdp_min_size))
+        step=rep, rng=rep, skipped=rep, params=params,
+        model_state=parallel.variable_shardings(mesh, abstract_state.model_state, rules, fsdp_min_size),
+        opt_state=parallel.mirrored_shardings(mesh, abstract_state.opt_state, abstract_state.params, params,
+                                              fsdp_min_size))
 
 
 def abstract_with_shardings(abstract, shardings):

@@ -14,17 +14,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vicokd_jax import losses, methods, parallel
+from vicokd_jax import losses, methods, parallel, views
 from vicokd_jax.train.state import TrainState
 
 _MODEL_KEYS = ("rgb", "skeleton", "view_mask")
-
-
-def resample_frame_labels(frame_labels, length: int):
-    """Frame labels `[B, T]` (or `[B, T, C]`) -> the model's `length` token frames by nearest-frame sampling."""
-    t = frame_labels.shape[1]
-    idx = jnp.minimum(((jnp.arange(length) + 0.5) * t / length).astype(jnp.int32), t - 1)
-    return jnp.take(frame_labels, idx, axis=1)
 
 
 def teacher_loss(out: dict, batch: dict, frame_weight: float, view_weight: float = 0.0,
@@ -41,8 +34,8 @@ def teacher_loss(out: dict, batch: dict, frame_weight: float, view_weight: float
     metrics = {"loss/sequence": seq}
     total = seq
     if frame_weight and "frame_labels" in batch:
-        fused = methods.fuse_frame_logits(out["frame_logits"], batch["view_mask"])  # [B, L, C]
-        labels = resample_frame_labels(batch["frame_labels"], fused.shape[1])
+        fused = views.fuse_frame_logits(out["frame_logits"], batch["view_mask"])  # [B, L, C]
+        labels = views.resample_nearest(batch["frame_labels"], fused.shape[1])
         if multi:
             frame, _ = losses.sigmoid_bce(fused, labels)
         else:

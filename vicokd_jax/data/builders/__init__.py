@@ -48,3 +48,12 @@ def build(name: str, config: str, data_dir, manual_dir=None):
     download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
     builder.download_and_prepare(download_config=download_config)
     return builder
+
+
+def _lazy():
+    from vicokd_jax import lazy_submodules
+
+    return lazy_submodules(__name__, globals())
+
+
+__getattr__, __dir__ = _lazy()  # vk.data.builders.synth_mv etc. on first access

@@ -1,13 +1,13 @@
-"""Host-side (numpy) evaluation: the metrics of METHOD.md, per-view tables, confusion matrix and plots.
+"""Host-side (numpy) evaluation metrics of METHOD.md: the streaming `EvalAccumulator`, average precision, mAP.
 
-Used by the training loop (`train/loop.py`) at eval points and by the export evaluator. Everything here runs on
-host numpy arrays (jax arrays are converted with `np.asarray`); nothing is jitted.
+Used by the training loop at eval points and by the export evaluator. Everything here runs on host numpy arrays
+(jax arrays are converted with `np.asarray`); nothing is jitted. Tables and plots of the results: `report.py`.
 
-    acc = EvalAccumulator(num_classes=C)                 # multi_label=True for MultiSensor-Home
+    acc = EvalAccumulator.from_config(cfg, "student")    # every threshold from the run config
     for batch in eval_batches:
         acc.add(predict(batch), batch)                    # outputs: logits [B,C], view_logits [B,V,C], ...
     result = acc.result()                                 # plain floats / lists: json.dumps(result) works
-    print(format_table(result))
+    print(report.format_table(result))
 
 Metric definitions (all percentages are ×100; a metric with nothing to average over is `None`, never NaN):
 
@@ -22,22 +22,26 @@ Metric definitions (all percentages are ×100; a metric with nothing to average 
   `per_view_map_class(_visible)`, `mean_view_map_class(_visible)` likewise per view over the samples where the
   view exists (is visible). A label counts as positive when > 0.5.
 * both — `map_frame` (when `frame_logits` and `frame_labels` are both given): class-wise mAP over all (sample,
-  frame) pairs; frame logits are fused over views by max over the *present* views; `[B,T]` integer frame
-  labels become one-hot (−1 = background = negative for every class). When the model's frame count L differs
-  from the labels' T, labels are resampled to L frames by nearest-frame sampling: output frame l takes label
-  frame `floor((l + 0.5) · T / L)` (the label frame nearest to the centre of the span output frame l covers;
-  exact half-way ties go to the later frame).
+  frame) pairs; frame logits are fused over views by max over the *present* views (`views.fuse_frame_logits`,
+  as in the train step); `[B,T]` integer frame labels become one-hot (−1 = background = negative for every
+  class). When the model's frame count L differs from the labels' T, labels are resampled to L frames by
+  nearest-frame sampling (`views.resample_nearest`): output frame l takes label frame `floor((l + 0.5) · T / L)`
+  (the label frame nearest to the centre of the span output frame l covers; exact half-way ties go to the later
+  frame).
 * diagnostics — `agreement`: % of samples where teacher and student argmax agree (when `teacher_logits` are
   given; argmax also in multi-label mode). `mean_covisible_pairs`: mean over samples of the number of view
   pairs i<j that both exist and are co-visible: detected (`human_score ≥ visibility_threshold`) in both views
-  on ≥ `min_covisible_frames` common frames — the pair mask c_ij of ViCoKD's L_vc (`losses.view_consistency`).
+  on ≥ `min_covisible_frames` common frames — the pair mask c_ij of ViCoKD's L_vc (`views.covisible_pairs`, which
+  `losses.view_consistency` uses too).
   `pl_keep_rate`, `pl_precision` (single-label, with `pseudo_label_threshold`): % of samples whose max teacher
   softmax is ≥ θ, and the teacher's accuracy on those.
 
 Visibility of a view: it exists and `human_score ≥ visibility_threshold` on ≥ `visibility_min_fraction` of its
-frames. Metrics that need `human_score` (the `*_visible` ones, `mean_covisible_pairs`) are left out of the result
-when the batches do not carry it. For multi-host evaluation, accumulate per host and `merge` (or gather outputs
-first); `valid` marks the padding rows of a partial last batch.
+frames (`views.visible_fraction`). `EvalAccumulator.from_config` takes the detection threshold, the co-visibility
+rule and θ from the run config, the ones the stage's objective uses. Metrics that need `human_score` (the
+`*_visible` ones, `mean_covisible_pairs`) are left out of the result when the batches do not carry it. For
+multi-host evaluation, accumulate per host and `merge` (or gather outputs first); `valid` marks the padding rows
+of a partial last batch.
 
 Average precision is the step-wise (scikit-learn) definition AP = Σ_n (R_n − R_{n−1}) P_n over the distinct
 score thresholds in descending order, so tied scores enter together; it is rank-based, so AP of logits equals
@@ -46,17 +50,14 @@ reproduces that; it changes class-wise but not sample-wise AP.)
 """
 from __future__ import annotations
 
-import logging
 import math
-import pathlib
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from vicokd_jax import views
 
-__all__ = ["EvalAccumulator", "average_precision", "mean_average_precision", "resample_frames", "format_table",
-           "plot_confusion", "plot_curves"]
+__all__ = ["EvalAccumulator", "average_precision", "mean_average_precision"]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -107,19 +108,6 @@ def mean_average_precision(scores, targets, axis: int = 0) -> float | None:
 # ------------------------------------------------------------------------------------------------------------
 # Array helpers
 # ------------------------------------------------------------------------------------------------------------
-def resample_frames(labels: np.ndarray, length: int) -> np.ndarray:
-    """Nearest-frame resampling along axis 1: `labels [B,T,...]` -> `[B,length,...]`.
-
-    Output frame l takes input frame floor((l + 0.5)·T / length), clipped to T−1: the input frame nearest the
-    centre of the span that output frame l covers (half-way ties go to the later frame). Identity when T == length.
-    """
-    t = labels.shape[1]
-    if t == length:
-        return labels
-    index = np.minimum(np.floor((np.arange(length) + 0.5) * t / length).astype(np.int64), t - 1)
-    return labels[:, index]
-
-
 def _as_array(mapping: Mapping[str, Any], key: str, where: str, dtype=None) -> np.ndarray:
     """`mapping[key]` as a numpy array; a clear KeyError naming `where` when missing."""
     if key not in mapping:
@@ -156,27 +144,6 @@ def _mean_defined(values: Iterable[float | None]) -> float | None:
 # ------------------------------------------------------------------------------------------------------------
 # Per-batch preparation: validate and reduce one batch to per-sample columns
 # ------------------------------------------------------------------------------------------------------------
-def _visibility(human_score: np.ndarray, view_mask: np.ndarray, threshold: float, min_fraction: float) -> np.ndarray:
-    """[B,V] bool: the view exists and the person is detected on ≥ min_fraction of its frames."""
-    detected_fraction = (human_score >= threshold).mean(axis=-1)
-    return view_mask & (detected_fraction >= min_fraction)
-
-
-def _covisible_pairs(human_score: np.ndarray, view_mask: np.ndarray, threshold: float, min_frames: int) -> np.ndarray:
-    """[B] int: pairs i<j that both exist and are both detected on ≥ min_frames common frames."""
-    detected = (human_score >= threshold).astype(np.int64)
-    common = np.einsum("bit,bjt->bij", detected, detected)
-    both = view_mask[:, :, None] & view_mask[:, None, :] & (common >= min_frames)
-    v = view_mask.shape[1]
-    return (both & np.triu(np.ones((v, v), bool), k=1)).sum(axis=(1, 2))
-
-
-def _fuse_frames(frame_logits: np.ndarray, view_mask: np.ndarray) -> np.ndarray:
-    """[B,V,L,C] -> [B,L,C]: max over the present views (the lowest float where a sample has no view)."""
-    masked = np.where(view_mask[:, :, None, None], frame_logits, np.finfo(frame_logits.dtype).min)
-    return masked.max(axis=1)
-
-
 def _frame_targets(frame_labels: np.ndarray, b: int, num_classes: int, length: int) -> np.ndarray:
     """`[B,T]` int (−1 background) or `[B,T,C]` multi-hot -> `[B,length,C]` bool, resampled to `length` frames."""
     if frame_labels.ndim == 2:
@@ -189,7 +156,7 @@ def _frame_targets(frame_labels: np.ndarray, b: int, num_classes: int, length: i
     else:
         _check_shape("batch['frame_labels']", frame_labels, "[B,T,C]", (b, None, num_classes))
         targets = frame_labels > 0.5
-    return resample_frames(targets, length)
+    return views.resample_nearest(targets, length)
 
 
 def _sequence_targets(batch: Mapping[str, Any], b: int, num_classes: int, multi_label: bool) -> dict:
@@ -253,6 +220,25 @@ class EvalAccumulator:
         self.multi_label_scores = multi_label_scores
         self.reset()
 
+    @classmethod
+    def from_config(cls, cfg, stage: str, class_names: Sequence[str] | None = None) -> "EvalAccumulator":
+        """The accumulator for `stage` ("teacher" | "student") of a run, every threshold from its config `cfg`.
+
+        Classes: `cfg.data.num_classes`, `cfg.data.multi_label`. Detection threshold: the one the stage's
+        objective uses, `cfg.teacher.view_score_threshold` (teacher) or `cfg.method.vc.score_threshold`
+        (student). Co-visible pairs: ≥ `cfg.method.vc.min_covisible_frames` common frames. Student stage:
+        `pl_keep_rate` / `pl_precision` at θ = `cfg.method.pl.threshold` (from the `teacher_logits` its eval step
+        returns). `visibility_min_fraction` and `multi_label_scores` keep their defaults (no config field).
+        """
+        if stage not in ("teacher", "student"):
+            raise ValueError(f"EvalAccumulator.from_config: stage must be 'teacher' or 'student', got {stage!r}")
+        student = stage == "student"
+        return cls(cfg.data.num_classes, multi_label=cfg.data.multi_label, class_names=class_names,
+                   visibility_threshold=(cfg.method.vc.score_threshold if student
+                                         else cfg.teacher.view_score_threshold),
+                   min_covisible_frames=cfg.method.vc.min_covisible_frames,
+                   pseudo_label_threshold=cfg.method.pl.threshold if student else None)
+
     # ---------------------------------------------------------------------------------------------- streaming
     def reset(self) -> None:
         """Forget every added batch."""
@@ -312,9 +298,10 @@ class EvalAccumulator:
         if "human_score" in batch:
             score = np.asarray(batch["human_score"], np.float32)
             _check_shape("batch['human_score']", score, "[B,V,T]", (b, v, None))
-            cols["visible"] = _visibility(score, view_mask, self.visibility_threshold, self.visibility_min_fraction)
-            cols["covisible_pairs"] = _covisible_pairs(score, view_mask, self.visibility_threshold,
-                                                       self.min_covisible_frames)
+            fraction = views.visible_fraction(score, view_mask, self.visibility_threshold)
+            cols["visible"] = view_mask & (fraction >= self.visibility_min_fraction)
+            pairs = views.covisible_pairs(score, view_mask, self.visibility_threshold, self.min_covisible_frames)
+            cols["covisible_pairs"] = pairs.sum(axis=(1, 2))
         if outputs.get("teacher_logits") is not None:
             teacher = np.asarray(outputs["teacher_logits"], np.float32)
             _check_shape("outputs['teacher_logits']", teacher, "[B,C]", (b, c))
@@ -323,7 +310,7 @@ class EvalAccumulator:
         if outputs.get("frame_logits") is not None and batch.get("frame_labels") is not None:
             frame_logits = np.asarray(outputs["frame_logits"], np.float32)
             _check_shape("outputs['frame_logits']", frame_logits, "[B,V,L,C]", (b, v, None, c))
-            cols["frame_scores"] = _fuse_frames(frame_logits, view_mask)
+            cols["frame_scores"] = views.fuse_frame_logits(frame_logits, view_mask)
             cols["frame_targets"] = _frame_targets(np.asarray(batch["frame_labels"]), b, c, frame_logits.shape[2])
 
         if "valid" in batch:
@@ -414,144 +401,3 @@ class EvalAccumulator:
         if "covisible_pairs" in cols:
             out["mean_covisible_pairs"] = float(cols["covisible_pairs"].mean())
         return out
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Console table
-# ------------------------------------------------------------------------------------------------------------
-_SCALAR_ORDER = ("top1", "top5", "map_class", "map_sample", "map_frame", "agreement", "pl_keep_rate",
-                 "pl_precision", "mean_covisible_pairs", "num_examples")
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(int(value))
-    return f"{float(value):.2f}"
-
-
-def format_table(result: Mapping[str, Any]) -> str:
-    """A small text table of a `result()` dict: the headline scalars, then one row per view (+ the mean).
-
-    Keys that are absent are left out, None prints as "-"; works on partial results (e.g. from summary.json).
-    """
-    scalars = [(k, _cell(result[k])) for k in _SCALAR_ORDER if k in result]
-    width = max([len(k) for k, _ in scalars] + [6])
-    lines = [f"{'metric':<{width}}  {'value':>8}"] + [f"{k:<{width}}  {v:>8}" for k, v in scalars]
-
-    view_keys = [k for k in result if k.startswith("per_view_") and isinstance(result[k], list)]
-    if view_keys:
-        names = [k[len("per_view_"):] for k in view_keys]
-        widths = [max(len(n), 6) for n in names]
-        lines += ["", "view  " + "  ".join(f"{n:>{w}}" for n, w in zip(names, widths))]
-        for v in range(max(len(result[k]) for k in view_keys)):
-            cells = [_cell(result[k][v]) if v < len(result[k]) else "-" for k in view_keys]
-            lines.append(f"{v:<4}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
-        means = [_cell(result.get("mean_view_" + n)) for n in names]
-        lines.append("mean  " + "  ".join(f"{c:>{w}}" for c, w in zip(means, widths)))
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Plots (optional matplotlib; Agg canvas, no pyplot global state)
-# ------------------------------------------------------------------------------------------------------------
-def _matplotlib():
-    """(Figure, FigureCanvasAgg) or None (with a logged warning) when matplotlib is not installed."""
-    try:
-        import matplotlib  # noqa: F401
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        log.warning("matplotlib is not installed (%s): plot skipped; `pip install matplotlib` to get plots", err)
-        return None
-    return Figure, FigureCanvasAgg
-
-
-def _save(figure, canvas_cls, path) -> None:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas_cls(figure)
-    figure.savefig(path, format="png", dpi=100, bbox_inches="tight")
-
-
-def plot_confusion(confusion, class_names: Sequence[str] | None, path) -> bool:
-    """Write the confusion matrix `[C,C]` (rows = true class) as a PNG heat map of row-normalised rates with the
-    counts printed (C ≤ 30). Returns True if written, False (warning logged) when matplotlib is missing."""
-    confusion = np.asarray(confusion, np.float64)
-    if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1]:
-        raise ValueError(f"plot_confusion: confusion must be [C,C], got shape {confusion.shape}")
-    c = confusion.shape[0]
-    names = list(class_names) if class_names is not None else [str(i) for i in range(c)]
-    if len(names) != c:
-        raise ValueError(f"plot_confusion: {len(names)} class_names for a {c}x{c} confusion matrix")
-    mpl = _matplotlib()
-    if mpl is None:
-        return False
-    figure_cls, canvas_cls = mpl
-    rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    side = max(4.0, 0.45 * c + 2)
-    fig = figure_cls(figsize=(side + 1, side))
-    ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
-    ax.set(xticks=range(c), yticks=range(c), xlabel="predicted", ylabel="true", title="confusion matrix")
-    ax.set_xticklabels(names, rotation=90)
-    ax.set_yticklabels(names)
-    if c <= 30:
-        for i in range(c):
-            for j in range(c):
-                ax.text(j, i, f"{int(confusion[i, j])}", ha="center", va="center", fontsize=7,
-                        color="white" if rates[i, j] > 0.5 else "black")
-    _save(fig, canvas_cls, path)
-    return True
-
-
-def _numeric(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _series(history: Sequence[Mapping[str, Any]], keys: Sequence[str] | None) -> dict[str, dict[str, tuple]]:
-    """{family: {key: (steps, values)}} for the scalar keys of `history` (family = the part before '/')."""
-    available = sorted({k for rec in history for k, val in rec.items() if k != "step" and _numeric(val)})
-    if keys is not None:
-        missing = [k for k in keys if k not in available]
-        if missing:
-            raise ValueError(f"plot_curves: keys {missing} have no scalar value in history (available: {available})")
-        available = list(keys)
-    families: dict[str, dict[str, tuple]] = {}
-    for key in available:
-        points = [(rec.get("step", i), float(rec[key])) for i, rec in enumerate(history) if _numeric(rec.get(key))]
-        families.setdefault(key.split("/", 1)[0], {})[key] = tuple(zip(*points))
-    return families
-
-
-def plot_curves(history: Sequence[Mapping[str, Any]], path, keys: Sequence[str] | None = None) -> bool:
-    """Write training curves as a PNG: one subplot per metric family ("loss/total", "loss/sup" -> "loss"),
-    one line per key against `step` (the record index where a record has none).
-
-    history: metric records like {"step": 10, "loss/total": 1.2, "eval/top1": 40.0}; non-scalar values are skipped.
-    keys: only these keys (ValueError naming the missing ones); default every scalar key.
-    Returns True if written, False (warning logged) when matplotlib is missing or there is nothing to plot.
-    """
-    families = _series(history, keys)
-    if not families:
-        log.warning("plot_curves: no scalar metrics in history (%d records): %s not written", len(history), path)
-        return False
-    mpl = _matplotlib()
-    if mpl is None:
-        return False
-    figure_cls, canvas_cls = mpl
-    ncols = min(3, len(families))
-    nrows = math.ceil(len(families) / ncols)
-    fig = figure_cls(figsize=(5 * ncols, 3.5 * nrows))
-    for i, (family, series) in enumerate(sorted(families.items())):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        for key, (steps, values) in series.items():
-            ax.plot(steps, values, marker="." if len(steps) < 30 else None, label=key)
-        ax.set(title=family, xlabel="step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    _save(fig, canvas_cls, path)
-    return True

@@ -1,0 +1,124 @@
+"""`stgcn-vs-torch` mode: our ST-GCN train step against a PyTorch ST-GCN with pyskl's layout, interleaved."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from tools.benchmark.common import REPO, cost_flops, interleaved_medians, unchunked_kernel_grads
+
+HELP = "ST-GCN train step: ours vs PyTorch, interleaved"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--persons", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--classes", type=int, default=60)
+    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--steps-per-call", type=int, default=1,
+                        help="our steps per compiled call (lax.scan), as train.steps_per_call; times are per step")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads (= cores)")
+    parser.add_argument("--channels", type=int, nargs="+", default=[64, 64, 64, 64, 128, 128, 128, 256, 256, 256],
+                        help="block widths (default: the reference ST-GCN)")
+    parser.add_argument("--strides", type=int, nargs="+", default=[1, 1, 1, 1, 2, 1, 1, 2, 1, 1])
+
+
+def jax_stgcn_step(x, y, num_classes: int, lr: float, momentum: float, weight_decay: float, channels, strides,
+                   steps_per_call: int = 1):
+    """Our ST-GCN SGD train step (forward, backward, update, BN statistics), compiled; -> (run() closure returning
+    the loss, compile seconds, FLOPs of one step from XLA's cost analysis with the kernel gradient unchunked).
+
+    steps_per_call > 1: one call makes that many steps in a `lax.scan` (on the same batch), as the training loop
+    does with `train.steps_per_call`; run() then returns after all of them."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from vicokd_jax.models.stgcn import STGCN
+
+    model = STGCN(num_classes, channels=tuple(channels), strides=tuple(strides))
+    variables = model.init(jax.random.key(0), x[:1])
+    # Same update as torch.optim.SGD(momentum, nesterov=True, weight_decay): decay added to the gradient.
+    tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum=momentum, nesterov=True))
+
+    def step(params, batch_stats, opt_state, x, y):
+        def loss_fn(p):
+            logits, new = model.apply({"params": p, "batch_stats": batch_stats}, x, train=True,
+                                      mutable=["batch_stats"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new["batch_stats"]
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+
+    carry = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    def steps(params, batch_stats, opt_state, x, y):  # steps_per_call updates on the same batch
+        def one(c, _):
+            *c, loss = step(*c, x, y)
+            return tuple(c), loss
+        c, losses = jax.lax.scan(one, (params, batch_stats, opt_state), length=steps_per_call)
+        return (*c, losses[-1])
+
+    start = time.perf_counter()
+    compiled = jax.jit(steps if steps_per_call > 1 else step, donate_argnums=(0, 1, 2)).lower(*carry, x, y).compile()
+    compile_s = time.perf_counter() - start
+
+    with unchunked_kernel_grads():  # a fresh trace of the same step, for its FLOPs
+        flops = cost_flops(jax.jit(lambda *a: step(*a)).lower(*carry, x, y).compile())
+
+    def run():
+        *new, loss = compiled(*carry, x, y)
+        carry[:] = new
+        loss.block_until_ready()
+        return float(loss)
+
+    return run, compile_s, flops
+
+
+def torch_stgcn_step(x, y, num_classes: int, lr: float, momentum: float, weight_decay: float, channels, strides,
+                     threads: int):
+    """A PyTorch ST-GCN SGD train step with the same hyper-parameters (tools/torch_stgcn.py), on `threads`
+    intra-op threads; -> run() closure returning the loss."""
+    import torch
+
+    sys.path.insert(0, REPO)
+    from tools.torch_stgcn import TorchSTGCN
+
+    torch.set_num_threads(threads)
+    model = TorchSTGCN(num_classes, channels=tuple(channels), strides=tuple(strides)).train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return run
+
+
+def run(args) -> dict:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.batch, args.persons, args.frames, 25, 3), dtype=np.float32)
+    y = rng.integers(0, args.classes, args.batch).astype(np.int32)
+    hyper = dict(num_classes=args.classes, lr=0.01, momentum=0.9, weight_decay=5e-4, channels=args.channels,
+                 strides=args.strides)
+    per_call = args.steps_per_call
+    jax_run, compile_s, flops = jax_stgcn_step(x, y, **hyper, steps_per_call=per_call)
+    torch_run = torch_stgcn_step(x, y, threads=args.threads, **hyper)
+    calls = f", {per_call} steps per call" if per_call > 1 else ""
+    print(f"stgcn-vs-torch: B={args.batch}, M={args.persons}, T={args.frames}, 25 joints, SGD; jax compile "
+          f"{compile_s:.1f} s, {flops / 1e9:.1f} GFLOP/step (XLA cost analysis){calls}; torch {args.threads} "
+          "threads", flush=True)
+    med = interleaved_medians({"jax": jax_run, "torch": torch_run}, args.reps, warmup=2, settle=1)
+    med["jax"] /= per_call  # time per step
+    ratio = med["torch"] / med["jax"]
+    print(f"stgcn-vs-torch: jax {med['jax'] * 1e3:.0f} ms/step ({args.batch / med['jax']:.1f} clips/s), torch "
+          f"{med['torch'] * 1e3:.0f} ms/step ({args.batch / med['torch']:.1f} clips/s); speed-up jax/torch = "
+          f"{ratio:.2f}x (medians of {args.reps}, interleaved, each timed step the second of a pair)", flush=True)
+    return dict(jax_s=med["jax"], torch_s=med["torch"], speedup=ratio, compile_s=compile_s, steps_per_call=per_call)
