@@ -92,18 +92,20 @@ def study_grid(seeds=(0, 1, 2)) -> list:
 # ------------------------------------------------------------------------------------------------------------
 # Configs
 # ------------------------------------------------------------------------------------------------------------
-# SynthMV fields that a prepared copy fixes when it is built (its builder config uses the generator's defaults).
-_GENERATOR_FIELDS = ("seed", "num_train", "num_test", "room_half", "limb_radius", "noise_std", "occluders",
-                     "num_views", "num_classes", "multi_label")
-
-
 def _use_prepared(cfg, data_dir, overrides) -> None:
-    """Read SynthMV from the prepared ArrayRecord copy in `data_dir` (builder config = the overlap setting)."""
-    fixed = [o for o in overrides
-             if o.split("=", 1)[0].strip().removeprefix("config.") in {f"data.{f}" for f in _GENERATOR_FIELDS}]
+    """Read SynthMV from the prepared ArrayRecord copy in `data_dir` (builder config = the overlap setting), with
+    the generator fields set to the ones that copy was built with (so the config says what the runs read)."""
+    from vicokd_jax.data import datasets
+    from vicokd_jax.data.builders import synth_mv
+
+    generator = {f"data.{f}" for f in datasets.SYNTH_GENERATOR_FIELDS}
+    fixed = [o for o in overrides if o.split("=", 1)[0].strip().removeprefix("config.") in generator]
     if fixed:
         raise ValueError(f"overrides {fixed} change how SynthMV is generated, but the runs read the prepared copy in "
-                         f"{data_dir}, built with the defaults; drop --prepared to generate on the fly")
+                         f"{data_dir}, built with the builder config's settings; drop --prepared to generate on the fly")
+    builder_config = {c.name: c for c in synth_mv.SynthMv.BUILDER_CONFIGS}[cfg.data.overlap]
+    for field, value in builder_config.generator_fields().items():
+        cfg.data[field] = value
     cfg.data.tfds_config = cfg.data.overlap
     cfg.data.data_dir = str(pathlib.Path(data_dir).absolute())
     cfg.data.num_workers = 0  # reading ArrayRecord is cheap; a worker process only competes for the cores
@@ -126,8 +128,7 @@ def _finish(cfg, overrides, smoke: bool, data_dir=None):
         config_lib.smoke(cfg)
     if data_dir:
         _use_prepared(cfg, data_dir, overrides)
-    for override in overrides:
-        config_lib.apply_override(cfg, override)
+    config_lib.apply_overrides(cfg, overrides)
     config_lib.validate(cfg)
     return cfg
 
@@ -145,8 +146,7 @@ def teacher_config(modalities: str, overlap: str, overrides=(), smoke: bool = Fa
 def student_config(spec: RunSpec, teacher_dir, overrides=(), smoke: bool = False, data_dir=None):
     """The student-only config of `spec`, distilling from the finished teacher in `teacher_dir`."""
     cfg = config_lib.default_config(spec.method)
-    with cfg.unlocked():
-        cfg.method = methods.method_config(spec.method, spec.ablation or None)
+    cfg.method.ablation = spec.ablation  # refills the method's preset with the ablation
     cfg.name = f"synth_{spec.name}"
     cfg.stages = ("student",)
     cfg.teacher.checkpoint = str(teacher_dir)
