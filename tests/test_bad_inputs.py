@@ -1,4 +1,4 @@
-"""Bad input corpus (issue 9): each malformed input has its own test and a clear error (what, where, expected vs
+"""Bad input corpus: each malformed input has its own test and a clear error (what, where, expected vs
 got), and nothing already written is damaged by it.
 
 Corrupted files are generated under tmp_path from the real fixtures (never written into the repository). Every

@@ -1,4 +1,4 @@
-"""Real multi-process training (issue 9): two CPU processes joined by `jax.distributed.initialize` (loopback
+"""Real multi-process training: two CPU processes joined by `jax.distributed.initialize` (loopback
 coordinator, gloo collectives) against one process with the same global device count and global batch: the
 smoke experiment end to end (teacher, student, export).
 

@@ -1,4 +1,4 @@
-"""Reliability (issue 9): damaged checkpoints, non-finite losses, resharding on restore, kill -9 and SIGTERM.
+"""Reliability: damaged checkpoints, non-finite losses, resharding on restore, kill -9 and SIGTERM.
 
 The subprocess tests run the CLI on the smoke experiment at tiny sizes and are marked `slow`.
 """

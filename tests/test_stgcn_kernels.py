@@ -39,7 +39,7 @@ def test_kernel_grad_in_batch_chunks_equals_autodiff(batch, chunks, stride):
     kernel = jnp.asarray(rng.standard_normal((9, 1, 8, 16)) / np.sqrt(72), jnp.float32)
     dy = jnp.asarray(rng.standard_normal(_reference_conv(x, kernel, stride).shape), jnp.float32)
     want = jax.vjp(lambda w: _reference_conv(x, w, stride), kernel)[1](dy)[0]
-    got = stgcn._kernel_grad(x, dy, 9, stride, chunks=chunks)
+    got = stgcn.kernel_grad(x, dy, 9, stride, chunks=chunks)
     np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-4)
 
 
@@ -54,11 +54,11 @@ def test_kernel_grad_on_a_sharded_batch_loops_locally():
     rng = np.random.default_rng(2)
     x = jax.device_put(jnp.asarray(rng.standard_normal((32, 11, 5, 8)), jnp.float32), rows)
     dy = jax.device_put(jnp.asarray(rng.standard_normal((32, 11, 5, 16)), jnp.float32), rows)
-    grad = jax.jit(lambda a, b: stgcn._kernel_grad(a, b, 9, 1))
+    grad = jax.jit(lambda a, b: stgcn.kernel_grad(a, b, 9, 1))
     hlo = grad.lower(x, dy).compile().as_text()
     assert "all-gather" not in hlo and "all-reduce" in hlo
     assert "while" in hlo  # it did chunk
-    want = stgcn._kernel_grad_im2col(np.asarray(x), np.asarray(dy), 9, 1)
+    want = stgcn.kernel_grad_im2col(np.asarray(x), np.asarray(dy), 9, 1)
     np.testing.assert_allclose(grad(x, dy), want, atol=2e-4, rtol=1e-4)
 
 

@@ -1,4 +1,4 @@
-"""SynthMV: layout, determinism, the partial-overlap statistics of issue 5, and what the knobs do."""
+"""SynthMV: layout, determinism, the partial-overlap statistics, and what the knobs do."""
 import numpy as np
 import pytest
 
@@ -36,7 +36,7 @@ def test_partial_overlap_statistics(train):
     _, examples = train
     seen = np.array([_views_seeing(e) for e in examples])
     exactly_one, everyone, nobody = (seen == 1).mean(), (seen == 4).mean(), (seen == 0).mean()
-    # v1.1's 4x4 m room (issue 6: larger actors for RGB) measured 4% / 43% / 41% / 11% seen by 1 / 2 / 3 / 4 views
+    # v1.1's 4x4 m room (larger actors for RGB) measured 4% / 43% / 41% / 11% seen by 1 / 2 / 3 / 4 views
     # (v1.0's 8x8 m room: more samples seen by one view only).
     assert exactly_one >= 0.02, exactly_one
     assert everyone <= 0.30, everyone

@@ -1,4 +1,4 @@
-"""Teacher and student: output contract and the properties of METHOD.md / issue 3."""
+"""Teacher and student: output contract and the properties of METHOD.md."""
 import jax
 import jax.numpy as jnp
 import numpy as np

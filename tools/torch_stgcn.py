@@ -1,4 +1,4 @@
-"""A PyTorch ST-GCN with pyskl's module names, for parity tests and `tools/benchmark.py` (needs the torch extra).
+"""A PyTorch ST-GCN with pyskl's module names, for parity tests and `tools/benchmark/` (needs the torch extra).
 
 Written for this project from the published architecture; its `state_dict()` keys are pyskl's
 (`backbone.gcn.N.gcn.{A,PA,conv,bn}`, `backbone.gcn.N.tcn.{conv,bn}`, `backbone.gcn.N.residual.{conv,bn}`,

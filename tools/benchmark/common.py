@@ -56,7 +56,7 @@ def cost_flops(compiled) -> float:
 def unchunked_kernel_grads():
     """Trace ST-GCN kernel gradients without their batch-chunk loop, for FLOP counting only.
 
-    XLA's cost analysis counts a while loop's body once, so the chunked kernel gradient (`stgcn._kernel_grad`, a
+    XLA's cost analysis counts a while loop's body once, so the chunked kernel gradient (`stgcn.kernel_grad`, a
     `lax.map` over batch chunks) would be undercounted by the trip count. The same step traced unchunked has the
     true FLOPs.
     """

@@ -38,7 +38,7 @@ def frame_difference(x, scale: float = FRAME_DIFFERENCE_SCALE):
     """RGB difference input (TSN's "RGB diff"): `[..., T, H, W, C]` -> `scale · (x_t − x_{t−1})`, zeros at t=0.
 
     Static appearance (background, clothing colour, lighting) cancels and motion remains; on SynthMV a raw-RGB
-    encoder stays at chance while the same encoder on differences learns (issue 6)."""
+    encoder stays at chance while the same encoder on differences learns."""
     diff = x[..., 1:, :, :, :] - x[..., :-1, :, :, :]
     return scale * jnp.concatenate([jnp.zeros_like(x[..., :1, :, :, :]), diff], axis=-4)
 

@@ -121,11 +121,11 @@ def _input_grad(dy, kernel, stride: int, frames: int):
     return dx.reshape(dx.shape[0], n0 * stride, *dx.shape[3:])[:, :frames]
 
 
-# Batch chunks of the kernel gradient's im2col (see `_kernel_grad`).
+# Batch chunks of the kernel gradient's im2col (see `kernel_grad`).
 KERNEL_GRAD_CHUNKS = 4
 
 
-def _kernel_grad(x, dy, kt: int, stride: int, chunks: int | None = None):
+def kernel_grad(x, dy, kt: int, stride: int, chunks: int | None = None):
     """dL/dkernel `[kt, 1, C_in, C_out]`, accumulated over `chunks` slices of the batch (a loop).
 
     The im2col below is 9x the size of x (184 MB per layer at B=16, M=2, T=100). Built for the whole batch, XLA:CPU
@@ -140,7 +140,7 @@ def _kernel_grad(x, dy, kt: int, stride: int, chunks: int | None = None):
     while rows % chunks:
         chunks -= 1
     if chunks == 1:
-        return _kernel_grad_im2col(x, dy, kt, stride)
+        return kernel_grad_im2col(x, dy, kt, stride)
     # NOTE: chunk c takes rows c, c + chunks, ... (the chunk index minor): every chunk then holds rows of every
     # device, each device loops over its own rows, and the sum is one all-reduce. Contiguous chunks (chunk index
     # major) made XLA all-gather x and dy on a data-parallel mesh. Indexing inside the loop (not a swapaxes
@@ -149,13 +149,13 @@ def _kernel_grad(x, dy, kt: int, stride: int, chunks: int | None = None):
 
     def add_chunk(c, grad):
         chunk = lambda a: lax.dynamic_index_in_dim(a, c, axis=1, keepdims=False)  # noqa: E731
-        return grad + _kernel_grad_im2col(chunk(xs), chunk(dys), kt, stride)
+        return grad + kernel_grad_im2col(chunk(xs), chunk(dys), kt, stride)
 
     zero = jnp.zeros((kt, 1, x.shape[-1], dy.shape[-1]), jnp.result_type(x, dy))
     return lax.fori_loop(0, chunks, add_chunk, zero)
 
 
-def _kernel_grad_im2col(x, dy, kt: int, stride: int):
+def kernel_grad_im2col(x, dy, kt: int, stride: int):
     """dL/dkernel `[kt, 1, C_in, C_out]`: one matmul `dy^T [C_out, M] @ cols [M, kt*C_in]` over M = B*T'*V.
 
     `cols` is the im2col of x (tap k of row (b, t', v) = x[b, s*t' + k - pad, v]). XLA:CPU computes the autodiff
@@ -178,7 +178,7 @@ def _kernel_grad_im2col(x, dy, kt: int, stride: int):
 def _temporal_conv_bwd(stride, residuals, dy):
     x, kernel = residuals
     dx = _input_grad(dy, kernel, stride, x.shape[1])
-    dkernel = _kernel_grad(x, dy, kernel.shape[0], stride)
+    dkernel = kernel_grad(x, dy, kernel.shape[0], stride)
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
 

@@ -263,8 +263,13 @@ class EvalAccumulator:
 
     def merge(self, other: "EvalAccumulator") -> None:
         """Add every sample of `other` (e.g. another host's accumulator over its shard) to this one."""
-        if other._keys is not None:
-            self._append({key: np.concatenate(parts) for key, parts in other._parts.items()}, "merge")
+        columns = other.columns()
+        if columns:
+            self._append(columns, "merge")
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every added sample as per-sample columns (`{}` before the first batch)."""
+        return {key: np.concatenate(parts) for key, parts in self._parts.items()}
 
     def _append(self, columns: dict[str, np.ndarray], where: str) -> None:
         """Append per-sample columns after checking they match what was added before."""

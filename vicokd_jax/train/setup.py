@@ -40,13 +40,14 @@ def input_specs(cfg, batch_size: int = 1) -> dict[str, jax.ShapeDtypeStruct]:
 
     rgb [B,V,T,H,W,3] uint8, skeleton [B,V,M,T,J,3] float32 (datasets with skeletons), human_score [B,V,T],
     view_mask [B,V] bool, label [B] int32 or labels [B,C] float32, frame_labels [B,T] int32 or [B,T,C] float32
-    (datasets with frame labels), labeled [B] bool.
+    (datasets with frame labels), labeled [B] bool, index [B] int32 (the example's index in its source).
     """
     d = cfg.data
     info = datasets.describe(cfg)
     b, v, t, size, c = batch_size, d.num_views, d.num_frames, d.image_size, d.num_classes
     f32 = jnp.float32
-    spec = {"human_score": ((b, v, t), f32), "view_mask": ((b, v), jnp.bool_), "labeled": ((b,), jnp.bool_)}
+    spec = {"human_score": ((b, v, t), f32), "view_mask": ((b, v), jnp.bool_), "labeled": ((b,), jnp.bool_),
+            "index": ((b,), jnp.int32)}
     spec.update({"labels": ((b, c), f32)} if d.multi_label else {"label": ((b,), jnp.int32)})
     if "rgb" in info.modalities:
         spec["rgb"] = ((b, v, t, size, size, 3), jnp.uint8)
