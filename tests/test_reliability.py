@@ -185,7 +185,8 @@ def _poison_step(monkeypatch, bad_call: int):
         return original_batch(dict(batch, poison=poison), mesh)
 
     def poisoned_loss(out, batch, *args):
-        out = dict(out, frame_logits=out["frame_logits"] + jnp.mean(batch["poison"]))
+        if "poison" in batch:  # not in the ahead-of-time compile, which traces the config's batch
+            out = dict(out, frame_logits=out["frame_logits"] + jnp.mean(batch["poison"]))
         return original_loss(out, batch, *args)
 
     monkeypatch.setattr(parallel, "global_batch", poisoned_batch)

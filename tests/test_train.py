@@ -270,3 +270,13 @@ def test_teacher_loss_adds_the_visibility_weighted_view_term():
     expected_view = (1.0 * ce(out["view_logits"][0, 0], 1) + 0.25 * ce(out["view_logits"][1, 2], 4)) / 1.25
     assert "loss/view" not in m0 and float(m1["loss/view"]) == pytest.approx(expected_view, rel=1e-5)
     assert float(total) == pytest.approx(float(base) + 2.0 * expected_view, rel=1e-5)
+
+
+def test_sigterm_before_a_stage_starts_stops_it_without_compiling(tmp_path, monkeypatch):
+    monkeypatch.setattr(setup, "build_stage", lambda *a, **k: pytest.fail("the stage was set up after SIGTERM"))
+    preemption.PREEMPTED.set()
+    try:
+        stage = loop.train_stage("teacher", _cfg(SKELETON_ONLY), tmp_path)
+    finally:
+        preemption.PREEMPTED.clear()
+    assert stage.metrics == {"preempted": True, "step": 0, "checkpoint": str(tmp_path / "teacher" / "checkpoints")}

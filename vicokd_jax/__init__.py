@@ -6,9 +6,12 @@ Public entry points (see README.md), imported on first use so that e.g. loading 
     vk.models       STGCN, VideoTransformer, CrossModalAttention, Teacher, Student, presets
     vk.convert      stgcn_from_torch (original st-gcn / pyskl), video_transformer_from_hf (VideoMAE, ...)
     vk.losses       every objective of METHOD.md, masked and normalised
-    vk.methods      method presets and total_loss(student_out, teacher_out, batch, method_cfg)
-    vk.data         SynthMV, NTU RGB+D, MultiSensor-Home, TFDS builders, grain pipelines
+    vk.methods      method presets (chosen by name) and total_loss(student_out, teacher_out, batch, method_cfg)
+    vk.views        view operations shared by losses, steps and metrics
+    vk.data         SynthMV, NTU RGB+D, MultiSensor-Home, TFDS builders, grain pipelines, datasets of a config
+    vk.train        setup (stage assembly), loop, step, state, checkpoint, metrics, report
     vk.export       export(workdir, out_dir) / load(out_dir) -> predictor
+    vk.sweep        studies: grids of runs, shared teachers, resumable, tables and plots
 
 Every package of vicokd_jax reaches its submodules by attribute (`vk.data.synthetic.SynthMV`, `vk.train.loop`):
 a submodule is imported on its first access (`lazy_submodules`), so `import vicokd_jax` stays light.
@@ -18,7 +21,8 @@ import importlib.util
 import pkgutil
 
 __version__ = "0.1.0"
-__all__ = ["config", "convert", "data", "export", "launch", "losses", "methods", "models", "parallel"]
+__all__ = ["config", "convert", "data", "evaluate", "export", "launch", "losses", "methods", "models", "parallel",
+           "sweep", "train", "views"]
 
 
 def lazy_submodules(package: str, namespace: dict):

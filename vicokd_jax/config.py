@@ -18,9 +18,10 @@ import ml_collections
 from flax import traverse_util
 
 from vicokd_jax import methods, parallel
+from vicokd_jax.data import datasets
 
 STAGES = ("teacher", "student")
-DATASETS = ("synth_mv", "ntu_rgbd", "multisensor_home")
+DATASETS = datasets.DATASET_NAMES
 
 
 def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
@@ -134,8 +135,6 @@ def uses_teacher(cfg) -> bool:
 
 def validate(cfg) -> None:
     """Raise ValueError naming the field for inconsistent settings (types are checked on assignment)."""
-    from vicokd_jax.data import datasets
-
     bad = [s for s in cfg.stages if s not in STAGES]
     if bad:
         raise ValueError(f"config.stages: unknown stage(s) {bad}; expected a sequence of {STAGES} (or () for what "
@@ -148,15 +147,15 @@ def validate(cfg) -> None:
         raise ValueError(f"config.method.name={cfg.method.name!r}; expected one of {list(methods.METHODS)}")
     if cfg.data.name not in DATASETS:
         raise ValueError(f"config.data.name={cfg.data.name!r}; expected one of {DATASETS}")
+    if cfg.data.name != "synth_mv" and not cfg.data.tfds_config:
+        raise ValueError(f"config.data.tfds_config: {cfg.data.name} is read from prepared TFDS files; set the "
+                         "builder config (see python -m tools.prepare_data --list)")
     needed = {}
     if "teacher" in stages or ("student" in stages and uses_teacher(cfg)):
         needed["teacher (config.model.teacher_modalities)"] = tuple(cfg.model.teacher_modalities)
     if "student" in stages:
         needed["RGB student"] = ("rgb",)
     datasets.check_modalities(cfg, needed)
-    if cfg.data.name != "synth_mv" and not cfg.data.tfds_config:
-        raise ValueError(f"config.data.tfds_config: {cfg.data.name} is read from prepared TFDS files; set the "
-                         "builder config (see python -m tools.prepare_data --list)")
     if not 0.0 <= cfg.data.labeled_fraction <= 1.0:
         raise ValueError(f"config.data.labeled_fraction={cfg.data.labeled_fraction} is not in [0, 1]")
     if cfg.train.optimizer not in ("adamw", "sgd"):

@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from vicokd_jax import views
+
 NUM_VIEWS = 5
 
 # The official MultiTSF `class_dict`, index order kept (it is also sorted order).
@@ -314,9 +316,7 @@ def _describe(value: Any) -> str:
 
 def resample_scores(scores: np.ndarray, num_frames: int) -> np.ndarray:
     """[V, T_h] -> [V, T]: frame t reads column floor((t + 0.5) * T_h / T) (rows cover the clip uniformly)."""
-    t_h = scores.shape[1]
-    cols = np.minimum(((np.arange(num_frames) + 0.5) * t_h / num_frames).astype(np.int64), t_h - 1)
-    return scores[:, cols]
+    return scores[:, views.nearest_indices(scores.shape[1], num_frames)]
 
 
 def human_score_lookup(records: Sequence[Record], scores: dict[str, np.ndarray]):

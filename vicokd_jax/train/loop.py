@@ -69,6 +69,14 @@ def train_stage(stage_name: str, cfg, workdir) -> StageResult:
         return StageResult(json.loads(result_file.read_text()))
     stage_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+    checkpoints = ckpt.StageCheckpointer(stage_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
+    latest = checkpoints.latest_step() or 0
+    if preemption.PREEMPTED.is_set() and latest < setup.stage_steps_and_lr(stage_name, cfg)[0]:
+        # SIGTERM before this stage started: stop before compiling its step, which can outlast a grace period.
+        checkpoints.close()
+        print(f"[{stage_name}] preempted before its setup; nothing to save past step {latest}; rerun the same "
+              "command to resume", file=sys.stderr)
+        return StageResult({"preempted": True, "step": latest, "checkpoint": str(checkpoints.directory)})
     mesh = parallel.mesh_from_config(cfg.mesh)
     stage = setup.build_stage(stage_name, cfg, workdir, mesh)
     steps = stage.steps
@@ -77,7 +85,6 @@ def train_stage(stage_name: str, cfg, workdir) -> StageResult:
     test_source = datasets.make_source(cfg, cfg.data.test_split)
     data = iter(pipeline.make_dataset(train_source, datasets.pipeline_config(
         cfg, True, setup.per_host_batch(cfg.train.batch_size, mesh))))
-    checkpoints = ckpt.StageCheckpointer(stage_dir / "checkpoints", keep=cfg.train.keep_checkpoints)
     restored = checkpoints.restore(stage.abstract_state, data)  # straight into the abstract target
     if restored is not None:
         state = restored[0]
@@ -94,8 +101,7 @@ def train_stage(stage_name: str, cfg, workdir) -> StageResult:
     first_bad = None  # device-side record of the first skipped (non-finite) update: no host sync per step
     done = start
     if preemption.PREEMPTED.is_set() and done < steps:
-        # SIGTERM during setup (data, teacher, restore): nothing was trained since the last checkpoint, so stop
-        # before the first step.
+        # SIGTERM during setup (compile, data, teacher, restore): nothing was trained since the last checkpoint.
         preempted = True
         print(f"[{stage_name}] preempted before its first step; nothing to save past step {done}; rerun the same "
               "command to resume", file=sys.stderr)
