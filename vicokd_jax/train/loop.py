@@ -74,8 +74,8 @@ def train_stage(stage_name: str, cfg, workdir) -> StageResult:
     if preemption.PREEMPTED.is_set() and latest < setup.stage_steps_and_lr(stage_name, cfg)[0]:
         # SIGTERM before this stage started: stop before compiling its step, which can outlast a grace period.
         checkpoints.close()
-        print(f"[{stage_name}] preempted before its setup; nothing to save past step {latest}; rerun the same "
-              "command to resume", file=sys.stderr)
+        print(f"[{stage_name}] preempted before its first step (SIGTERM before its setup); nothing to save past "
+              f"step {latest}; rerun the same command to resume", file=sys.stderr)
         return StageResult({"preempted": True, "step": latest, "checkpoint": str(checkpoints.directory)})
     mesh = parallel.mesh_from_config(cfg.mesh)
     stage = setup.build_stage(stage_name, cfg, workdir, mesh)
