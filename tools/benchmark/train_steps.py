@@ -52,6 +52,7 @@ def synthetic_batch(cfg, batch_size: int, seed: int = 0) -> dict:
         "human_score": lambda s: np.ones(s.shape),
         "view_mask": lambda s: np.ones(s.shape),
         "labeled": lambda s: np.ones(s.shape),
+        "index": lambda s: np.arange(s.shape[0]),
         "label": lambda s: label,
         "labels": lambda s: labels,
         "frame_labels": lambda s: np.repeat(labels[:, None], t, 1) if len(s.shape) == 3 else np.repeat(
