@@ -290,7 +290,7 @@ def _rules(family: _Family, target: dict) -> dict[tuple[str, ...], _Rule]:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _to_numpy(value: Any) -> np.ndarray:
+def to_numpy(value: Any) -> np.ndarray:
     """numpy array from a numpy array or a torch tensor (without importing torch)."""
     if hasattr(value, "detach"):
         value = value.detach().cpu()
@@ -308,7 +308,7 @@ def _normalise_keys(family: _Family, state_dict: Mapping[str, Any]) -> tuple[dic
             new = re.sub(pattern, repl, new)
         if new in arrays:
             raise CheckpointMismatchError(f"keys {origin[new]!r} and {key!r} both map to {new!r}")
-        arrays[new], origin[new] = _to_numpy(value), key
+        arrays[new], origin[new] = to_numpy(value), key
     return arrays, origin
 
 
@@ -390,4 +390,4 @@ def video_transformer_from_hf(state_dict: Mapping[str, Any], hf_config: Any, *, 
     return module, {"params": params}
 
 
-__all__ = ["CheckpointMismatchError", "video_transformer_from_hf"]
+__all__ = ["CheckpointMismatchError", "to_numpy", "video_transformer_from_hf"]

@@ -5,6 +5,7 @@ The main classes are imported here; every other submodule is imported on first a
 from vicokd_jax import lazy_submodules
 from vicokd_jax.models import graph, presets
 from vicokd_jax.models.attention import CrossModalAttention
+from vicokd_jax.models.audio_transformer import AudioTransformer
 from vicokd_jax.models.graph import Graph, get_graph
 from vicokd_jax.models.stgcn import STGCN
 from vicokd_jax.models.student import Student

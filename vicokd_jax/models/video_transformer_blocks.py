@@ -40,10 +40,11 @@ def join_cls(x: Array, cls: Array | None) -> Array:
     return seq if cls is None else jnp.concatenate([cls, seq], axis=1)
 
 
-def split_cls(seq: Array, has_cls: bool, t: int, s: int) -> tuple[Array, Array | None]:
-    """Inverse of :func:`join_cls`: ``[N,(1)+T'·S,D]`` -> (``[N,T',S,D]``, ``[N,1,D]`` or None)."""
-    c = int(has_cls)
-    cls = seq[:, :1] if has_cls else None
+def split_cls(seq: Array, num_prefix: int | bool, t: int, s: int) -> tuple[Array, Array | None]:
+    """Inverse of :func:`join_cls`: ``[N,P+T'·S,D]`` -> (``[N,T',S,D]``, the ``P`` prefix tokens ``[N,P,D]`` or
+    None when P = 0). P is 1 (True) for a CLS token; the audio transformer has 2 (CLS and distillation)."""
+    c = int(num_prefix)
+    cls = seq[:, :c] if c else None
     return seq[:, c:].reshape(seq.shape[0], t, s, seq.shape[-1]), cls
 
 
@@ -188,7 +189,7 @@ class Block(nn.Module):
             seq = join_cls(x, cls)
             seq = seq + self._branch(self.attn(self.norm1(seq)), rate)
         seq = seq + self._branch(self.mlp(self.norm2(seq)), rate)
-        return split_cls(seq, cls is not None, t, s), None
+        return split_cls(seq, 0 if cls is None else cls.shape[1], t, s), None
 
 
 class Encoder(nn.Module):
