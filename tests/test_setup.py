@@ -2,7 +2,6 @@
 the abstract target."""
 import pathlib
 
-import jax
 import numpy as np
 import pytest
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import pathlib
 import sys
@@ -22,8 +21,6 @@ DATASET_NAMES = ("synth_mv", "ntu_rgbd", "multisensor_home")
 # `cfg.data` fields that decide which SynthMV clips exist (`SynthMV`'s arguments and its `SynthConfig`).
 SYNTH_GENERATOR_FIELDS = ("seed", "num_train", "num_test", "num_views", "num_frames", "image_size", "num_classes",
                           "multi_label", "overlap", "room_half", "limb_radius", "noise_std", "occluders")
-
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)

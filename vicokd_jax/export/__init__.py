@@ -10,6 +10,9 @@ from vicokd_jax.export.format import (BATCH_DIM, CONFIG_FILE, DEFAULT_PLATFORMS,
                                       MANIFEST_FILE, OUTPUT_KEYS, PREDICTOR_FILE, VARIABLE_COLLECTIONS,
                                       VARIABLES_FILE, CorruptExportError, Predictor, export_predictor, load)
 
+__all__ = ["BATCH_DIM", "CONFIG_FILE", "DEFAULT_PLATFORMS", "FORMAT", "KNOWN_PLATFORMS", "MANIFEST_FILE", "OUTPUT_KEYS",
+           "PREDICTOR_FILE", "VARIABLE_COLLECTIONS", "VARIABLES_FILE", "CorruptExportError", "Predictor",
+           "export_predictor", "load", "export", "export_student"]
 _FROM_STUDENT = ("export", "export_student")
 
 

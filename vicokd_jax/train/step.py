@@ -8,7 +8,7 @@ Both return per-term losses and diagnostics as metrics (device arrays; fetched b
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
