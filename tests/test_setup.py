@@ -54,3 +54,14 @@ def test_a_resumed_stage_restores_into_the_abstract_target_without_initialising(
     monkeypatch.setattr(setup, "build_stage", no_init)
     again = loop.train_stage("teacher", cfg, tmp_path).metrics
     assert again["top1"] == first["top1"] and again["steps"] == 2
+
+
+def test_an_rgb_only_teacher_stage_trains_a_step():
+    cfg = vk.config.from_file(SMOKE, FAST + ["model.teacher_modalities=('rgb',)", "stages=('teacher',)"])
+    mesh = parallel.make_mesh(-1, 1)
+    stage = setup.build_stage("teacher", cfg, "unused", mesh)
+    assert not any(k.startswith("skeleton") for k in stage.abstract_state.params)
+    source = datasets.make_source(cfg, "train")
+    host = next(iter(pipeline.make_dataset(source, datasets.pipeline_config(cfg, True, cfg.train.batch_size))))
+    state, metrics = stage.train_step(stage.initial_state(), parallel.global_batch(host, mesh))
+    assert int(state.step) == 1 and np.isfinite(float(metrics["loss/total"]))

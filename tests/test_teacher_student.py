@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vicokd_jax.models.audio_transformer import AudioTransformer
 from vicokd_jax.models.stgcn import STGCN
 from vicokd_jax.models.student import Student
 from vicokd_jax.models.teacher import Teacher
@@ -139,11 +140,55 @@ def test_teacher_modalities():
     out = jax.jit(both.apply)(variables, skeleton, rgb, view_mask)
     assert out["rgb_tokens"].shape == out["skeleton_tokens"].shape == (B, V, 4, 32)
     assert out["frame_logits"].shape == (B, V, 4, C) and out["logits"].shape == (B, C)
-    with pytest.raises(ValueError, match="modalities must be"):
-        Teacher(C, SKELETON, ENCODER, modalities=("rgb",), **WIDTH).init(jax.random.key(0), skeleton, rgb,
-                                                                         view_mask)
+    with pytest.raises(ValueError, match="modalities must be a non-empty subset"):
+        Teacher(C, SKELETON, ENCODER, modalities=("rgb", "skeleton"), **WIDTH).init(jax.random.key(0), skeleton,
+                                                                                    rgb, view_mask)
+    with pytest.raises(ValueError, match="audio_encoder is None"):
+        Teacher(C, SKELETON, ENCODER, modalities=("rgb", "audio"), **WIDTH).init(jax.random.key(0), None, rgb,
+                                                                                 view_mask)
     with pytest.raises(ValueError, match="needs rgb"):
         both.init(jax.random.key(0), skeleton, None, view_mask)
+
+
+AUDIO = AudioTransformer(hidden_size=16, depth=1, num_heads=2, mlp_dim=32, num_mel_bins=16, max_length=16)
+
+
+@pytest.mark.parametrize("modalities", [("rgb",), ("rgb", "audio"), ("skeleton", "rgb", "audio"), ("audio",)])
+def test_teacher_over_any_subset_of_modalities(modalities):
+    rgb, skeleton, view_mask = _inputs()
+    audio = jnp.asarray(np.random.default_rng(1).standard_normal((B, V, T, 16, 16)), jnp.float32)
+    model = Teacher(C, SKELETON, ENCODER, modalities=modalities, audio_encoder=AUDIO, **WIDTH)
+    inputs = {m: (x if m in modalities else None) for m, x in (("skeleton", skeleton), ("rgb", rgb),
+                                                              ("audio", audio))}
+    args = (inputs["skeleton"], inputs["rgb"], view_mask)
+    variables = model.init(jax.random.key(0), *args, audio=inputs["audio"])
+    params = set(variables["params"])
+    assert {f"{m}_proj" for m in modalities} <= params
+    assert not {f"{m}_proj" for m in ("skeleton", "rgb", "audio") if m not in modalities} & params
+    out = model.apply(variables, *args, audio=inputs["audio"])
+    for m in modalities:
+        assert out[f"{m}_tokens"].shape == (B, V, 4, 32)
+    assert out["logits"].shape == (B, C) and out["frame_logits"].shape == (B, V, 4, C)
+    if len(modalities) > 1:  # each stream queries the others; identity at init (zero output projections)
+        others = lambda m: "_".join(o for o in modalities if o != m)  # noqa: E731
+        assert {f"{m}_from_{others(m)}" for m in modalities} <= params
+        first, last = modalities[0], modalities[-1]
+        changed = dict(inputs, **{last: inputs[last] + (7 if last == "rgb" else 1.0)})
+        call = lambda v, x: model.apply(v, x["skeleton"], x["rgb"], view_mask, audio=x["audio"])  # noqa: E731
+        # At init the exchange is the identity: the first stream does not see a change of the last ...
+        np.testing.assert_allclose(call(variables, changed)[f"{first}_tokens"], out[f"{first}_tokens"], atol=1e-6)
+        # ... and once its attention output is non-zero it does.
+        name = f"{first}_from_{others(first)}"
+        trained = jax.tree.map(lambda x: x, variables)
+        kernel = trained["params"][name]["out"]["kernel"]
+        trained["params"][name]["out"]["kernel"] = kernel + 0.1
+        moved = call(trained, changed)[f"{first}_tokens"] - call(trained, inputs)[f"{first}_tokens"]
+        assert np.abs(np.asarray(moved)).max() > 1e-4
+    else:
+        np.testing.assert_array_equal(out["frame_tokens"], out[f"{modalities[0]}_tokens"])
+    if "audio" in modalities:  # the audio stream reads its input: changing the sound changes the output
+        moved = model.apply(variables, *args, audio=inputs["audio"] + 1.0)
+        assert np.abs(np.asarray(moved["audio_tokens"]) - np.asarray(out["audio_tokens"])).max() > 1e-4
 
 
 @pytest.mark.parametrize("bad,match", [

@@ -85,7 +85,8 @@ def build_teacher(name: str, num_classes: int, modalities=("skeleton", "rgb"), l
                   dtype: Any = jnp.float32, **overrides) -> Teacher:
     """A `Teacher` of preset `name`; `overrides` replace Teacher fields (e.g. width, fusion_layers)."""
     p = get_preset(name)
-    skeleton = STGCN(0, layout=layout, channels=p.stgcn_channels, strides=p.stgcn_strides, dtype=dtype)
+    skeleton = (STGCN(0, layout=layout, channels=p.stgcn_channels, strides=p.stgcn_strides, dtype=dtype)
+                if "skeleton" in modalities else None)
     rgb = build_encoder(name, dtype) if "rgb" in modalities else None
     fields = dict(width=p.width, token_frames=p.token_frames, num_heads=p.num_heads, dtype=dtype)
     return Teacher(num_classes, skeleton, rgb, modalities=tuple(modalities), **{**fields, **overrides})

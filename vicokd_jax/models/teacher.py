@@ -1,16 +1,19 @@
-"""The multi-modal, fully supervised teacher (METHOD.md, "Teacher").
+"""The multi-modal, fully supervised teacher (METHOD.md, "Teacher"), over any non-empty subset of
+(skeleton, rgb, audio).
 
-Per view, the skeleton stream (ST-GCN frame tokens) and the RGB stream (video-transformer frame tokens) are
-projected to a common width D and a common length L, then exchange information through cross-modal attention
-in both directions (each stream queries the other), and are fused:
+Per view, each stream's frame tokens are projected to a common width D and length L; with several streams each
+stream queries the others (their tokens side by side) through cross-modal attention, and the streams are fused:
 
-    s = Proj_s(STGCN(skeleton))        [B·V, L, D]
-    r = Proj_r(ViT(rgb))               [B·V, L, D]
-    s' = CMA_s(s <- r),  r' = CMA_r(r <- s)        (identity at init: zero-initialised output projections)
-    fused = Dense_D([s', r'])          [B, V, L, D]  -> ActionHeads (frame / view / sequence logits)
+    s = Proj_s(STGCN(skeleton))                   [B·V, L, D]
+    r = Proj_r(ViT(rgb))                          [B·V, L, D]
+    a = Proj_a(AST(audio window of each frame))   [B·V, L, D]   (one AST clip embedding per sampled frame)
+    m' = CMA_m(m <- [others])   for every stream m   (identity at init: zero-initialised output projections)
+    fused = Dense_D([s', r', a'])                 [B, V, L, D]  -> ActionHeads (frame / view / sequence logits)
 
-`modalities=("skeleton",)` is MSKD's skeleton teacher (fused = s); `("skeleton", "rgb")` is ViCoKD's teacher.
-The output's `skeleton_tokens` (s') are what the student's adapter is aligned to.
+A single stream is used as it is (fused = s for MSKD's skeleton teacher). Module names follow the streams
+(`skeleton_proj`, `rgb_from_skeleton`, `skeleton_from_rgb_audio`, ...), so `("skeleton", "rgb")` keeps the
+parameter names and numbers of the two-stream teacher. The output's `{modality}_tokens` (s', r', a') are what a
+student's adapter is aligned to.
 """
 from __future__ import annotations
 
@@ -23,28 +26,32 @@ from vicokd_jax.models.attention import CrossModalAttention
 from vicokd_jax.models.heads import (IMAGENET_MEAN, IMAGENET_STD, ActionHeads, StreamProjection, check_views,
                                      normalize_rgb)
 
-MODALITIES = ("skeleton", "rgb")
+MODALITIES = ("skeleton", "rgb", "audio")
+# Rank of each input: skeleton [B,V,M,T,J,3], rgb [B,V,T,H,W,3], audio [B,V,T,F,M] (one log-mel window per frame).
+INPUT_RANKS = {"skeleton": 6, "rgb": 6, "audio": 5}
 
 
 class Teacher(nn.Module):
-    """`apply(variables, skeleton, rgb, view_mask, train=False) -> dict`.
+    """`apply(variables, skeleton, rgb, view_mask, audio=None, train=False) -> dict`.
 
-    Inputs:
-        skeleton   [B, V, M, T, J, 3] float32 (None when "skeleton" is not a modality)
-        rgb        [B, V, T, H, W, 3] uint8   (None when "rgb" is not a modality)
+    Inputs (None for a modality the teacher does not use):
+        skeleton   [B, V, M, T, J, 3] float32
+        rgb        [B, V, T, H, W, 3] uint8
         view_mask  [B, V] bool
+        audio      [B, V, T, F, M] float32: an AST log-mel window per sampled frame (`vicokd_jax.data.audio`)
     Output dict:
         logits [B, C], view_logits [B, V, C], frame_logits [B, V, L, C], frame_tokens [B, V, L, D],
-        view_tokens [B, V, D], skeleton_tokens [B, V, L, D], and rgb_tokens [B, V, L, D] with the RGB modality.
+        view_tokens [B, V, D], and `{modality}_tokens` [B, V, L, D] for each of its modalities.
 
     Attributes:
-        skeleton_encoder: a headless `STGCN` (num_classes=0); rgb_encoder: a headless `VideoTransformer`.
-        modalities: subset of ("skeleton", "rgb"), in that order; the skeleton is required.
+        skeleton_encoder: a headless `STGCN`; rgb_encoder: a headless `VideoTransformer`; audio_encoder: a
+            headless `AudioTransformer` (each needed only for its modality).
+        modalities: a non-empty subset of ("skeleton", "rgb", "audio"), in that order.
         width, token_frames: D and L of the fused streams.
     """
 
     num_classes: int
-    skeleton_encoder: nn.Module
+    skeleton_encoder: nn.Module | None = None
     rgb_encoder: nn.Module | None = None
     modalities: tuple[str, ...] = ("skeleton", "rgb")
     width: int = 256
@@ -54,49 +61,58 @@ class Teacher(nn.Module):
     dropout: float = 0.0
     rgb_mean: tuple[float, ...] = IMAGENET_MEAN
     rgb_std: tuple[float, ...] = IMAGENET_STD
+    audio_encoder: nn.Module | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     def _check_config(self):
-        if not self.modalities or any(m not in MODALITIES for m in self.modalities) or \
-                self.modalities[0] != "skeleton" or len(set(self.modalities)) != len(self.modalities):
-            raise ValueError(f"Teacher.modalities must be ('skeleton',) or ('skeleton', 'rgb'), "
-                             f"got {self.modalities!r}")
-        if "rgb" in self.modalities and self.rgb_encoder is None:
-            raise ValueError("Teacher: modalities include 'rgb' but rgb_encoder is None")
+        ordered = tuple(m for m in MODALITIES if m in self.modalities)
+        if not self.modalities or tuple(self.modalities) != ordered or len(ordered) != len(self.modalities):
+            raise ValueError(f"Teacher.modalities must be a non-empty subset of {MODALITIES}, in that order, got "
+                             f"{self.modalities!r}")
+        for m in self.modalities:
+            if getattr(self, f"{m}_encoder") is None:
+                raise ValueError(f"Teacher: modalities include {m!r} but {m}_encoder is None")
+
+    def _stream(self, modality: str, x, train: bool, kw: dict):
+        """One modality's per-view frame tokens projected to `[B·V, L, D]`; `x` is `[B·V, ...]`."""
+        if modality == "skeleton":
+            tokens = self.skeleton_encoder.encode(x, train=train)["frame_tokens"]
+        elif modality == "rgb":
+            pixels = normalize_rgb(x, self.rgb_mean, self.rgb_std, self.dtype)
+            tokens = self.rgb_encoder(pixels, train=train)["frame_tokens"]
+        else:  # one AST clip embedding per frame's window
+            n, t = x.shape[:2]
+            tokens = self.audio_encoder(x.reshape(n * t, *x.shape[2:]), train=train)["clip"].reshape(n, t, -1)
+        return StreamProjection(self.width, self.token_frames, name=f"{modality}_proj", **kw)(tokens)
 
     @nn.compact
-    def __call__(self, skeleton, rgb, view_mask, train: bool = False) -> dict:
+    def __call__(self, skeleton, rgb, view_mask, audio=None, train: bool = False) -> dict:
         self._check_config()
-        use_rgb = "rgb" in self.modalities
-        check_views("skeleton", skeleton, 6, view_mask, trailing=(3,))
-        b, v = skeleton.shape[:2]
+        inputs = {"skeleton": skeleton, "rgb": rgb, "audio": audio}
+        for m in self.modalities:
+            if inputs[m] is None:
+                raise ValueError(f"Teacher(modalities={self.modalities}) needs {m} (rank {INPUT_RANKS[m]}), got None")
+            check_views(m, inputs[m], INPUT_RANKS[m], view_mask, trailing=(3,) if m != "audio" else ())
+        b, v = inputs[self.modalities[0]].shape[:2]
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         per_view = lambda x: x.reshape(b * v, *x.shape[2:])  # noqa: E731
         by_view = lambda x: x.reshape(b, v, *x.shape[1:])  # noqa: E731
 
-        enc = self.skeleton_encoder.encode(per_view(skeleton), train=train)
-        s = StreamProjection(self.width, self.token_frames, name="skeleton_proj", **kw)(enc["frame_tokens"])
-        out = {}
-        if use_rgb:
-            if rgb is None:
-                raise ValueError("Teacher(modalities=('skeleton', 'rgb')) needs rgb [B, V, T, H, W, 3], got None")
-            check_views("rgb", rgb, 6, view_mask, trailing=(3,))
-            if rgb.shape[:2] != (b, v):
-                raise ValueError(f"rgb [B, V] = {rgb.shape[:2]} differs from skeleton [B, V] = {(b, v)}")
-            pixels = normalize_rgb(per_view(rgb), self.rgb_mean, self.rgb_std, self.dtype)
-            r = StreamProjection(self.width, self.token_frames, name="rgb_proj", **kw)(
-                self.rgb_encoder(pixels, train=train)["frame_tokens"])
-            # Both directions read the other stream as it was before this exchange.
-            s, r = (CrossModalAttention(self.num_heads, dropout=self.dropout, name="skeleton_from_rgb", **kw)(
-                        s, r, train=train),
-                    CrossModalAttention(self.num_heads, dropout=self.dropout, name="rgb_from_skeleton", **kw)(
-                        r, s, train=train))
-            fused = nn.Dense(self.width, name="fuse", **kw)(jnp.concatenate([s, r], axis=-1))
-            out["rgb_tokens"] = by_view(r).astype(jnp.float32)
+        streams = {m: self._stream(m, per_view(inputs[m]), train, kw) for m in self.modalities}
+        if len(streams) > 1:
+            # Every stream reads the others as they were before this exchange.
+            before = dict(streams)
+            for m in self.modalities:
+                others = [o for o in self.modalities if o != m]
+                context = jnp.concatenate([before[o] for o in others], axis=1)
+                streams[m] = CrossModalAttention(self.num_heads, dropout=self.dropout,
+                                                 name=f"{m}_from_{'_'.join(others)}", **kw)(before[m], context,
+                                                                                           train=train)
+            fused = nn.Dense(self.width, name="fuse", **kw)(jnp.concatenate([streams[m] for m in self.modalities], -1))
         else:
-            fused = s
-        out["skeleton_tokens"] = by_view(s).astype(jnp.float32)
+            fused = streams[self.modalities[0]]
+        out = {f"{m}_tokens": by_view(streams[m]).astype(jnp.float32) for m in self.modalities}
         fused = by_view(fused)
         out.update(ActionHeads(self.num_classes, self.fusion_layers, self.num_heads, self.dropout, name="heads",
                                **kw)(fused, view_mask, train))
