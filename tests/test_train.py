@@ -154,6 +154,8 @@ def test_smoke_run_end_to_end_through_the_python_api(smoke_run):
         assert (workdir / stage / "metrics.jsonl").exists() and (workdir / stage / "final_variables").exists()
     on_disk = json.loads((workdir / "summary.json").read_text())
     assert on_disk["student"]["top1"] == summary["student"]["top1"]
+    # The evaluator gets the method's thresholds: pseudo-label diagnostics (method.pl.threshold) are reported.
+    assert "pl_keep_rate" in on_disk["student"] and "pl_keep_rate" not in on_disk["teacher"]
     assert (workdir / "export" / "predictor.jaxexport").exists()
     records = [json.loads(x) for x in (workdir / "student" / "metrics.jsonl").read_text().splitlines()]
     assert {"loss/sup", "loss/kd", "loss/feat", "loss/vc"} <= set(records[0])  # the ViCoKD terms, logged per term
