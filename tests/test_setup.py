@@ -48,7 +48,7 @@ def test_a_resumed_stage_restores_into_the_abstract_target_without_initialising(
 
     def no_init(*args, **kwargs):
         stage = original(*args, **kwargs)
-        stage.init = lambda: pytest.fail("a resumed stage initialised a random state")
+        stage.initial_state = lambda: pytest.fail("a resumed stage initialised a random state")
         return stage
 
     monkeypatch.setattr(setup, "build_stage", no_init)

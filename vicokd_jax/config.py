@@ -128,11 +128,6 @@ def stages_of(cfg) -> tuple[str, ...]:
     return ("teacher", "student") if methods.needs_teacher(cfg.method) else ("student",)
 
 
-def uses_teacher(cfg) -> bool:
-    """Whether the student stage reads a trained teacher (its objective has a teacher term)."""
-    return methods.needs_teacher(cfg.method)
-
-
 def validate(cfg) -> None:
     """Raise ValueError naming the field for inconsistent settings (types are checked on assignment)."""
     bad = [s for s in cfg.stages if s not in STAGES]
@@ -140,7 +135,7 @@ def validate(cfg) -> None:
         raise ValueError(f"config.stages: unknown stage(s) {bad}; expected a sequence of {STAGES} (or () for what "
                          "the method needs)")
     stages = stages_of(cfg)
-    if "student" in stages and "teacher" not in stages and uses_teacher(cfg) and not cfg.teacher.checkpoint:
+    if "student" in stages and "teacher" not in stages and methods.needs_teacher(cfg.method) and not cfg.teacher.checkpoint:
         raise ValueError(f"config.stages has a student stage but no teacher stage, and method {cfg.method.name!r} "
                          "distils from a teacher: set config.teacher.checkpoint to a workdir whose teacher was trained")
     if cfg.method.name not in methods.METHODS:
@@ -151,7 +146,7 @@ def validate(cfg) -> None:
         raise ValueError(f"config.data.tfds_config: {cfg.data.name} is read from prepared TFDS files; set the "
                          "builder config (see python -m tools.prepare_data --list)")
     needed = {}
-    if "teacher" in stages or ("student" in stages and uses_teacher(cfg)):
+    if "teacher" in stages or ("student" in stages and methods.needs_teacher(cfg.method)):
         needed["teacher (config.model.teacher_modalities)"] = tuple(cfg.model.teacher_modalities)
     if "student" in stages:
         needed["RGB student"] = ("rgb",)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vicokd_jax.convert.hf_video import CheckpointMismatchError, to_numpy
+from vicokd_jax.convert.hf_video import raise_mismatch, to_numpy
 from vicokd_jax.models.audio_transformer import AudioTransformer
 
 PREFIX = "audio_spectrogram_transformer."
@@ -97,7 +97,8 @@ def audio_transformer_from_hf(state_dict: Mapping[str, Any], hf_config: Any, *, 
 
     `state_dict`: numpy arrays or torch tensors; `hf_config`: `model.config.to_dict()` (or the object). The
     module's `apply(variables, x [N, max_length, num_mel_bins], train=False)["logits"]` equals HF's logits for
-    `input_values = x`. `strict`: raise on keys the model does not use."""
+    `input_values = x`. `strict`: raise on keys the model does not use. Raises `CheckpointMismatchError`
+    naming every missing, wrong-shaped (expected vs actual) or unexpected key."""
     module = module_from_hf_config(hf_config, **options)
     arrays, origin = {}, {}
     for key, value in state_dict.items():
@@ -124,12 +125,7 @@ def audio_transformer_from_hf(state_dict: Mapping[str, Any], hf_config: Any, *, 
             node = node.setdefault(name, {})
         node[names[-1]] = jnp.asarray(converted, module.param_dtype)
     unexpected = sorted(origin[k] for k in set(arrays) - used) if strict else []
-    if missing or wrong or unexpected:
-        lines = ["ASTForAudioClassification state dict does not match the model its config describes:"]
-        lines += [f"  missing key: {k}" for k in sorted(set(missing))]
-        lines += [f"  wrong shape: {w}" for w in wrong]
-        lines += [f"  unexpected key: {k}" for k in unexpected]
-        raise CheckpointMismatchError("\n".join(lines))
+    raise_mismatch("ASTForAudioClassification", missing, wrong, unexpected)
     return module, {"params": params}
 
 

@@ -332,13 +332,18 @@ def _convert(family: _Family, target: dict, arrays: dict, origin: dict, strict: 
             continue
         flat[names] = rule.convert(array)
     unexpected = sorted(origin[k] for k in set(arrays) - used) if strict else []
+    raise_mismatch(family.architecture, missing, wrong, unexpected)
+    return _unflatten(flat)
+
+
+def raise_mismatch(architecture: str, missing, wrong, unexpected) -> None:
+    """One CheckpointMismatchError listing every missing key, wrong shape and unexpected key (none: returns)."""
     if missing or wrong or unexpected:
-        lines = [f"{family.architecture} state dict does not match the model its config describes:"]
+        lines = [f"{architecture} state dict does not match the model its config describes:"]
         lines += [f"  missing key: {k}" for k in sorted(set(missing))]
         lines += [f"  wrong shape: {w}" for w in dict.fromkeys(wrong)]
         lines += [f"  unexpected key: {k}" for k in unexpected]
         raise CheckpointMismatchError("\n".join(lines))
-    return _unflatten(flat)
 
 
 def _unflatten(flat: dict[tuple[str, ...], np.ndarray]) -> dict:
@@ -390,4 +395,4 @@ def video_transformer_from_hf(state_dict: Mapping[str, Any], hf_config: Any, *, 
     return module, {"params": params}
 
 
-__all__ = ["CheckpointMismatchError", "to_numpy", "video_transformer_from_hf"]
+__all__ = ["CheckpointMismatchError", "raise_mismatch", "to_numpy", "video_transformer_from_hf"]

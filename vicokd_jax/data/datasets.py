@@ -1,7 +1,8 @@
 """The dataset a run config names: what it holds, its random-access sources, and the pipeline settings.
 
     info = datasets.describe(cfg)                 # modalities, persons, joints, frame labels: no file is read
-    datasets.check(cfg)                           # before any work: modalities the models need; prepared copies
+    datasets.check_modalities(cfg, needed)        # before any work: the modalities the models read
+    datasets.check_prepared(cfg)                  # a prepared copy was generated with the config's fields
     source = datasets.make_source(cfg, "train")   # SynthMV on the fly, or the prepared TFDS copy
     pcfg = datasets.pipeline_config(cfg, training=True, batch_size=8)
 
@@ -42,7 +43,7 @@ def describe(cfg) -> DatasetInfo:
     if d.name == "ntu_rgbd":
         from vicokd_jax.data import ntu
 
-        rgb = ("rgb",) if d.tfds_config.endswith("_skeleton_rgb") or d.tfds_config.endswith("_rgb") else ()
+        rgb = ("rgb",) if d.tfds_config.endswith("_rgb") else ()  # ntu60_xsub_skeleton_rgb, ...
         return DatasetInfo("ntu_rgbd", ("skeleton",) + rgb, num_persons=2, num_joints=ntu.NUM_JOINTS,
                            frame_labels=False)
     if d.name == "multisensor_home":
@@ -109,12 +110,6 @@ def _differs(a, b) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return float(a) != float(b)
     return a != b
-
-
-def check(cfg, needed: dict[str, tuple[str, ...]]) -> None:
-    """Everything about the data that can be refused before any work: modalities, prepared copies."""
-    check_modalities(cfg, needed)
-    check_prepared(cfg)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -109,8 +109,7 @@ class Stage:
     steps: int
     mesh: Any
     abstract_state: TrainState  # ShapeDtypeStructs carrying the state's shardings (the restore target)
-    shardings: TrainState
-    init: Callable[[], TrainState]
+    initial_state: Callable[[], TrainState]  # a fresh state, created sharded (jit with out_shardings)
     train_step: Callable
     eval_step: Callable
     teacher: Any = None
@@ -119,10 +118,6 @@ class Stage:
     @property
     def step_extras(self) -> tuple:
         return (self.teacher_variables,) if self.teacher is not None else ()
-
-    def initial_state(self) -> TrainState:
-        """A freshly initialised state, created sharded (`jax.jit(init, out_shardings=...)`)."""
-        return self.init()
 
 
 def build_stage(stage: str, cfg, workdir, mesh, log=print) -> Stage:
@@ -143,8 +138,8 @@ def build_stage(stage: str, cfg, workdir, mesh, log=print) -> Stage:
     compiled = compile_ahead(stage, train_step, abstract_with_shardings(abstract, shardings), cfg, mesh,
                              teacher_variables, log)
     return Stage(name=stage, model=model, steps=steps, mesh=mesh,
-                 abstract_state=abstract_with_shardings(abstract, shardings), shardings=shardings,
-                 init=lambda: jax.jit(init, out_shardings=shardings)(seed), train_step=compiled,
+                 abstract_state=abstract_with_shardings(abstract, shardings),
+                 initial_state=lambda: jax.jit(init, out_shardings=shardings)(seed), train_step=compiled,
                  eval_step=step_lib.make_eval_step(stage, model, cfg, mesh, teacher), teacher=teacher,
                  teacher_variables=teacher_variables)
 
