@@ -160,7 +160,8 @@ def test_stages_follow_the_method():
 # ------------------------------------------------------------------------------------------------------------
 def test_a_teacher_modality_the_dataset_lacks_is_refused_naming_both():
     with pytest.raises(ValueError) as info:
-        config_lib.from_file(str(REPO / "experiments" / "msh1_vicokd.py"))
+        config_lib.from_file(str(REPO / "experiments" / "msh1_vicokd.py"),
+                             ["model.teacher_modalities=('skeleton', 'rgb')"])
     message = str(info.value)
     assert "'skeleton'" in message and "multisensor_home/home1" in message and "teacher" in message
     with pytest.raises(ValueError, match="'rgb'.*ntu_rgbd/ntu60_xsub_skeleton"):

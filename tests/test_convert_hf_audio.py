@@ -72,5 +72,7 @@ def test_headless_encoder_has_no_logits():
     variables = module.init(jax.random.key(0), jnp.zeros((1, 32, 32)))
     out = module.apply(variables, jnp.zeros((3, 32, 32)))
     assert out["logits"] is None and out["clip"].shape == (3, 16)
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match=r"expected log-mel windows \[N, 32, 32\].*data.audio_frames.*got shape \(3, 31, 32\)"):
         module.apply(variables, jnp.zeros((3, 31, 32)))  # wrong max_length
+    with pytest.raises(ValueError, match=r"got shape \(3, 32\)"):
+        module.apply(variables, jnp.zeros((3, 32)))  # no mel axis

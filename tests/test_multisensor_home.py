@@ -1,17 +1,21 @@
-"""MultiSensor-Home: annotation parsing, frame labels, person scores, decoding, TFDS build (tiny generated folder).
+"""MultiSensor-Home: annotation parsing, frame labels, person scores, decoding, soundtracks, TFDS build (tiny
+generated folder, written by `multisensor_home_files.write_home`).
 
 Generated videos are 10 fps, 24x32 (H x W); source frame k of view n is a flat colour R = 12*k, G = 40*n, B = 100,
 so the red channel of a decoded frame tells which source frame was sampled. At 2.5 fps the sampler takes every
-4th source frame (0, 4, 8, ...), and frame t covers time t / 2.5 s.
+4th source frame (0, 4, 8, ...), and frame t covers time t / 2.5 s, i.e. the soundtrack samples
+[6400 t, 6400 (t + 1)) at 16 kHz. View n's soundtrack is a 250 n Hz tone plus noise (AAC).
 """
-import fractions
 import json
+import logging
 import re
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from multisensor_home_files import source_frames, urls, write_home, write_json, write_video
 
+from vicokd_jax.data import audio
 from vicokd_jax.data import multisensor_home as msh
 from vicokd_jax.data import schema
 from vicokd_jax.data.builders import multisensor_home as builder
@@ -19,49 +23,8 @@ from vicokd_jax.data.builders import multisensor_home as builder
 SRC_FPS, H, W = 10, 24, 32
 C = len(msh.HOME_CLASSES)
 CLS = {name: i for i, name in enumerate(msh.HOME_CLASSES)}
-
-
-def write_video(path, num_frames, view, *, audio=False, fps=SRC_FPS):
-    """Encode a flat-colour MP4 (mpeg4, optional AAC track) whose frame k has red = 12*k and green = 40*view."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = W, H, "yuv420p", 2_000_000
-        if audio:  # the real files carry audio; the decoder must skip it (streams are added before muxing)
-            sound = out.add_stream("aac", rate=16000)
-            sound.layout = "mono"
-        for k in range(num_frames):
-            image = np.empty([H, W, 3], np.uint8)
-            image[...] = (min(12 * k, 255), 40 * view, 100)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = k, fractions.Fraction(1, fps)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-        if audio:
-            for start in range(0, 16000 * num_frames // fps, 1024):
-                chunk = av.AudioFrame.from_ndarray(np.zeros([1, 1024], np.float32), format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts, chunk.time_base = 16000, start, fractions.Fraction(1, 16000)
-                out.mux(sound.encode(chunk))
-            out.mux(sound.encode())
-
-
-def source_frames(rgb):
-    """[..., T, H, W, 3] decoded frames -> [..., T] index of the source frame each shows (from the red level)."""
-    return np.rint(rgb[..., 0].mean(axis=(-1, -2)) / 12).astype(int)
-
-
-def urls(stem, views=range(1, 6)):
-    """video_url_1..5 of `stem` = "01/00-Part1" -> "01/00-View{n}-Part1.mp4"."""
-    seq, part = stem.split("-")
-    return {f"video_url_{n}": f"{seq}-View{n}-{part}.mp4" for n in views}
-
-
-def write_json(path, data):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
-    return path
+F, M = msh.DEFAULT_AUDIO_FRAMES, msh.DEFAULT_AUDIO_MEL_BINS
+SEGMENT = 6400  # samples of one frame's stretch: 0.4 s at 16 kHz
 
 
 # ---- the tiny Home-1 folder --------------------------------------------------------------------------------------
@@ -80,31 +43,33 @@ TEST = [
     # 1.5 s -> T = 4 (t/2.5 <= 1.4 + 0.05); Exit 0.5-1.0 s -> frames round(1.25)=1 .. round(2.5)=3.
     {**urls("03/01-Part1"), "tricks": [{"start": 0.5, "end": 1.0, "labels": ["Exit"]}]},
 ]
-FRAMES = {"01/00-Part1": 20, "01/00-Part2": 12, "02/05-Part1": 20, "03/01-Part1": 15}
+FRAMES = {"01/00-Part1": 20, "01/00-Part2": 12, "02/05-Part1": 20, "03/01-Part1": 15,
+          ("02/05-Part1", 5): 22}  # View5 of 02/05-Part1 is 2 source frames longer
 HUMAN_TRAIN = {
     "01/00-Part1": [[0.1 * v + 0.01 * t for t in range(5)] for v in range(5)],   # record id, T_h = T
     "00-Part2": [[0.1 * v + 0.01 * t for t in range(6)] for v in range(5)],      # name key, T_h = 2T
     "05": [[1.5, -0.5, 0.5, 0.5, 0.5]] * 5,                                         # original key; clipped to [0,1]
 }
+NO_AUDIO = ("02/05-Part1", 2)       # an MP4 without an audio track
+SHORT_AUDIO = ("01/00-Part1", 4)    # 0.5 s of sound in a 2.0 s video
+SILENT = ("03/01-Part1", 3)         # an all-zero soundtrack
 
 
 @pytest.fixture(scope="module")
-def manual_dir(tmp_path_factory):
-    """manual_dir/MultiSensor-Home1 with 3 train + 1 test records, one missing view, human_save_train.json."""
+def home(tmp_path_factory):
+    """manual_dir/MultiSensor-Home1 with 3 train + 1 test records, one missing view, human_save_train.json, and one
+    view each without an audio track, with a short soundtrack, with a silent one."""
     root = tmp_path_factory.mktemp("manual")
-    home = root / "MultiSensor-Home1"
-    for record in TRAIN + TEST:
-        stem = msh.parse_record(record, CLS, "fixture").id
-        for n in range(1, 6):
-            if (stem, n) == ("01/00-Part2", 3):
-                continue  # the missing view
-            frames = FRAMES[stem] + (2 if (stem, n) == ("02/05-Part1", 5) else 0)
-            write_video(home / record[f"video_url_{n}"], frames, n, audio=n == 1)
-    write_json(home / "train.json", TRAIN)
-    write_json(home / "test.json", TEST)
-    write_json(home / "all_labels.json", TRAIN + TEST)  # the dataset's "complete annotations": ignored
-    write_json(home / "human_save_train.json", HUMAN_TRAIN)
-    return root
+    written = write_home(root, train=TRAIN, test=TEST, fps=SRC_FPS, size=(H, W), frames=FRAMES,
+                         missing={("01/00-Part2", 3)}, no_audio={NO_AUDIO}, audio_seconds={SHORT_AUDIO: 0.5},
+                         silent={SILENT}, human={"train": HUMAN_TRAIN})
+    write_json(written.path / "all_labels.json", TRAIN + TEST)  # the dataset's "complete annotations": ignored
+    return written
+
+
+@pytest.fixture(scope="module")
+def manual_dir(home):
+    return home.path.parent
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +152,120 @@ def test_merge_parts_concatenates_frames_labels_and_scores(manual_dir, train_sou
     np.testing.assert_array_equal(ex["rgb"], np.concatenate([part1["rgb"], part2["rgb"]], axis=1))
     np.testing.assert_array_equal(ex["frame_labels"], np.concatenate([part1["frame_labels"], part2["frame_labels"]]))
     np.testing.assert_array_equal(ex["human_score"], np.concatenate([part1["human_score"], part2["human_score"]], 1))
+    np.testing.assert_array_equal(ex["audio"], np.concatenate([part1["audio"], part2["audio"]], axis=1))
+    assert ex["audio_mask"].all() and not ex["audio"][2, 5:].any()  # each part's audio on its own frame grid
     assert ex["view_mask"].all()  # View3 exists in Part1 (its Part2 frames stay zero)
     assert not ex["rgb"][2, 5:].any() and ex["rgb"][2, :5].any()
     np.testing.assert_array_equal(ex["labels"], sequence_labels_of("Sitdown", "ReadBook", "UsePhone"))
+
+
+# ---- soundtracks --------------------------------------------------------------------------------------------------
+
+def stretch_windows(path, num_frames, max_length=F, num_mel_bins=M):
+    """What frame t of `path`'s audio must be: audio.log_mel of audio.load(path)[6400 t : 6400 (t + 1)]."""
+    wave = audio.load(path)
+    return np.stack([audio.log_mel(wave[SEGMENT * t:SEGMENT * (t + 1)], max_length=max_length,
+                                   num_mel_bins=num_mel_bins) for t in range(num_frames)])
+
+
+def test_soundtrack_windows_are_the_log_mel_of_each_frames_stretch(home, train_source):
+    for i, record_id in ((0, "01/00-Part1"), (2, "02/05-Part1")):  # 02/05: View5 (2.2 s) is cut to 5 frames
+        ex = train_source[i]
+        schema.check_example(ex)
+        t = ex["rgb"].shape[1]
+        assert ex["audio"].shape == (5, t, F, M) and ex["audio"].dtype == np.float32
+        assert ex["audio_mask"].dtype == np.bool_
+        for v in range(5):
+            if (record_id, v + 1) == NO_AUDIO:
+                continue
+            np.testing.assert_allclose(ex["audio"][v], stretch_windows(home.file(record_id, v + 1), t), atol=1e-5,
+                                       rtol=0, err_msg=f"{record_id} view {v + 1}")
+    # View n's tone (250 n Hz) is the loudest mel bin of its window: each file went to its own view slot.
+    peaks = train_source[0]["audio"][:, 0, 2:36].mean(axis=1).argmax(axis=-1)
+    assert np.all(np.diff(peaks) > 0), peaks
+
+
+def test_view_without_audio_track_is_zero_and_masked_with_a_warning(train_source, caplog):
+    with caplog.at_level(logging.WARNING, logger=msh.__name__):
+        ex = train_source[2]
+    assert ex["audio_mask"].tolist() == [True, False, True, True, True]
+    assert ex["view_mask"][1] and ex["rgb"][1].any()  # the video of that view is kept
+    assert not ex["audio"][1].any() and ex["audio"][0].any()
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "02/05-View2-Part1.mp4" in warning.getMessage() and "no audio track" in warning.getMessage()
+
+
+def test_missing_and_absent_views_have_no_audio_and_no_warning(home, train_source, caplog):
+    ex = train_source[1]  # View3 file missing
+    assert ex["audio_mask"].tolist() == [True, True, False, True, True] and not ex["audio"][2].any()
+    record = msh.parse_record({**urls("01/00-Part1"), "video_url_5": None, "tricks": []}, CLS, "absent")
+    with caplog.at_level(logging.WARNING, logger=msh.__name__):
+        windows, mask = msh.load_soundtracks(home.path, record, 5)
+    assert not caplog.records
+    assert mask.tolist() == [True, True, True, True, False] and not windows[4].any()
+    np.testing.assert_array_equal(windows[:4], train_source[0]["audio"][:4])
+
+
+def test_short_soundtrack_leaves_finite_silence(train_source):
+    ex = train_source[0]
+    v = SHORT_AUDIO[1] - 1
+    assert ex["audio_mask"][v] and np.isfinite(ex["audio"]).all()
+    empty = audio.log_mel(np.zeros(0, np.float32), max_length=F)
+    # 0.5 s of sound (one AAC frame of padding at most): frames 0 and 1 have sound, 2..4 are empty stretches.
+    assert not np.allclose(ex["audio"][v, 1], empty)
+    np.testing.assert_allclose(ex["audio"][v, 2:], np.broadcast_to(empty, (3, F, M)), atol=1e-6)
+
+
+def test_silent_soundtrack_is_valid_data(manual_dir):
+    ex = msh.MultisensorHomeSource(manual_dir, "test", home="home1", height=12, width=16)[0]
+    v = SILENT[1] - 1
+    assert ex["audio_mask"].all() and np.isfinite(ex["audio"]).all()
+    floor = (np.log(audio.MEL_FLOOR) - audio.AUDIOSET_MEAN) / (2 * audio.AUDIOSET_STD)
+    # Frames 0..2 hold 0.4 s of zeros each: 38 filterbank frames at the log floor, then 2 of padding.
+    np.testing.assert_allclose(ex["audio"][v, :3, :38], floor, rtol=1e-6)
+    np.testing.assert_allclose(ex["audio"][v, :3, 38:], -audio.AUDIOSET_MEAN / (2 * audio.AUDIOSET_STD), rtol=1e-6)
+
+
+def test_corrupt_soundtrack_is_an_error_naming_the_file(tmp_path):
+    wave = np.zeros(16000, np.float32)
+    wave[100:200] = np.nan
+    write_video(tmp_path / "01/00-View1-Part1.mkv", 10, 1, fps=SRC_FPS, size=(H, W), audio=wave, codec="pcm_f32le")
+    record = msh.parse_record({"video_url_1": "01/00-View1-Part1.mkv", **{f"video_url_{n}": None for n in range(2, 6)},
+                               "tricks": []}, CLS, "train.json record 0")
+    with pytest.raises(ValueError, match=r"00-View1-Part1\.mkv holds 100 non-finite samples"):
+        msh.load_soundtracks(tmp_path, record, 2)
+
+
+def test_audio_off_gives_the_video_only_layout_and_window_sizes_are_settings(manual_dir, tmp_path):
+    ex = msh.MultisensorHomeSource(manual_dir, "test", home="home1", height=12, width=16, audio=False)[0]
+    assert set(ex) == {"id", "rgb", "human_score", "view_mask", "labels", "frame_labels"}
+    config = builder.MultisensorHomeConfig(name="tiny_noaudio", home="home1", height=12, width=16, audio=False)
+    features = builder.MultisensorHome(config=config, data_dir=str(tmp_path)).info.features
+    assert "audio" not in features and "audio_mask" not in features and "rgb" in features
+    small = msh.MultisensorHomeSource(manual_dir, "test", home="home1", height=12, width=16, audio_frames=16,
+                                      audio_mel_bins=32)[0]
+    assert small["audio"].shape == (5, 4, 16, 32)
+    np.testing.assert_allclose(small["audio"][0], stretch_windows(
+        manual_dir / "MultiSensor-Home1/03/01-View1-Part1.mp4", 4, 16, 32), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="audio_frames"):
+        msh.MultisensorHomeSource(manual_dir, "test", home="home1", audio_frames=0)
+
+
+def test_write_home_default_folder_feeds_the_source(tmp_path):
+    home = write_home(tmp_path, absent={("01/00-Part1", 5)}, no_audio={4})
+    assert len(home.train) >= 4 and len(home.test) >= 2
+    train = msh.MultisensorHomeSource(tmp_path, "train", home="home1", height=12, width=16)
+    test = msh.MultisensorHomeSource(tmp_path, "test", home="home1", height=12, width=16)
+    assert (len(train), len(test)) == (len(home.train), len(home.test))
+    labels = {tuple(msh.sequence_labels(r.tricks, C)) for r in train.records + test.records}
+    assert len(labels) == len(home.train) + len(home.test)  # every record has other labels
+    ex = train[0]
+    schema.check_example(ex)
+    assert ex["rgb"].shape == (5, 8, 12, 16, 3) and ex["audio"].shape == (5, 8, F, M)  # 3.2 s at 2.5 fps
+    assert ex["view_mask"].tolist() == [True] * 4 + [False]
+    assert ex["audio_mask"].tolist() == [True, True, True, False, False]
+    assert 0 < ex["human_score"][:4].min() and ex["human_score"][:4].max() < 1  # human_save_train.json read
+    assert ex["frame_labels"].sum() > 0 and len(msh.MultisensorHomeSource(tmp_path, "train", merge_parts=True)) == 2
 
 
 # ---- TFDS build ---------------------------------------------------------------------------------------------------
@@ -200,7 +276,8 @@ def test_tfds_build_array_record_round_trip(manual_dir, train_source, tmp_path):
     b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
     sources = b.as_data_source()
     assert len(sources["train"]) == 3 and len(sources["test"]) == 1
-    assert b.info.metadata["classes"] == list(msh.HOME_CLASSES)
+    assert b.info.metadata["classes"] == list(msh.HOME_CLASSES) and str(b.info.version) == "1.1.0"
+    assert b.info.features["audio"].shape == (5, None, F, M) and b.info.features["audio_mask"].shape == (5,)
     by_id = {}
     for i in range(len(sources["train"])):
         ex = sources["train"][i]
@@ -210,7 +287,8 @@ def test_tfds_build_array_record_round_trip(manual_dir, train_source, tmp_path):
     for i in range(len(train_source)):
         want = train_source[i]
         got = by_id[want["id"]]
-        for key in ("rgb", "human_score", "view_mask", "labels", "frame_labels"):
+        assert set(got) == set(want), sorted(got)
+        for key in ("rgb", "audio", "audio_mask", "human_score", "view_mask", "labels", "frame_labels"):
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
             assert got[key].dtype == want[key].dtype, key
 
@@ -226,6 +304,7 @@ def test_built_dataset_feeds_the_grain_pipeline(manual_dir, tmp_path):
     assert batch["rgb"].shape == (2, 5, 4, 8, 8, 3) and batch["rgb"].dtype == np.uint8
     assert batch["labels"].shape == (2, 16) and batch["frame_labels"].shape == (2, 4, 16)
     assert batch["human_score"].shape == (2, 5, 4) and batch["view_mask"].shape == (2, 5)
+    assert batch["audio"].shape == (2, 5, 4, F, M) and batch["audio_mask"].shape == (2, 5)
 
 
 def test_builder_configs_and_missing_files(manual_dir, tmp_path):
@@ -264,7 +343,7 @@ def test_home2_file_names_and_manual_dir_as_home_folder(manual_dir, tmp_path):
 
 def test_decode_samples_nearest_frames_and_resizes(tmp_path):
     path = tmp_path / "a.mp4"
-    write_video(path, 20, 1, fps=25)  # 0.8 s at 25 fps
+    write_video(path, 20, 1, fps=25, size=(H, W))  # 0.8 s at 25 fps
     clip = msh.decode_video(path, fps=2.5, height=6, width=8)
     assert clip.shape == (2, 6, 8, 3)  # times 0, 0.4 s
     np.testing.assert_array_equal(source_frames(clip), [0, 10])  # as MultiTSF: every round(25 / 2.5) = 10th
@@ -372,8 +451,8 @@ def test_error_duplicate_record(tmp_path):
 
 
 def test_error_views_of_different_lengths(tmp_path):
-    write_video(tmp_path / "01/00-View1-Part1.mp4", 20, 1)  # 2 s
-    write_video(tmp_path / "01/00-View2-Part1.mp4", 60, 2)  # 6 s
+    write_video(tmp_path / "01/00-View1-Part1.mp4", 20, 1, fps=SRC_FPS, size=(H, W))  # 2 s
+    write_video(tmp_path / "01/00-View2-Part1.mp4", 60, 2, fps=SRC_FPS, size=(H, W))  # 6 s
     record = msh.parse_record({**urls("01/00-Part1", views=(1, 2)), **{f"video_url_{n}": None for n in (3, 4, 5)},
                                "tricks": []}, CLS, "train.json record 0")
     with pytest.raises(ValueError) as err:

@@ -49,6 +49,12 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         limb_radius=0.1,            # SynthMV: limb thickness in metres (RGB difficulty)
         noise_std=3.0,              # SynthMV: sensor noise in uint8 levels
         occluders=0,                # SynthMV: pillars in the room
+        # Soundtracks: `audio [V, T, F, M]` log-mel windows per view and frame (vicokd_jax.data.audio), F x M =
+        # audio_frames x audio_mel_bins. SynthMV generates them (every camera has a microphone); MultiSensor-Home
+        # reads them from a copy prepared with the same F and M (its builder default: 40 x 128); NTU has none.
+        audio=False,                # the dataset's soundtracks are read (a teacher with "audio", an audio student)
+        audio_frames=16,            # F: 10-ms filterbank frames per window (SynthMV: a frame's 0.2 s is ~18)
+        audio_mel_bins=32,          # M: mel bins (AST checkpoints: 128)
         num_train=2000,             # SynthMV split sizes
         num_test=400,
         labeled_fraction=0.1,       # share of training samples whose label the student may use
@@ -67,8 +73,11 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         student_preset="",          # the student's preset when it differs from the teacher's ("" = preset)
         layout="nturgb+d",          # skeleton graph of the teacher's ST-GCN
         dtype="float32",            # compute dtype (bfloat16 on accelerators); parameters stay float32
-        teacher_modalities=("skeleton", "rgb"),
-        student_input="rgb_diff",   # rgb | rgb_diff (differences of consecutive frames, computed in the model)
+        teacher_modalities=("skeleton", "rgb"),  # any of skeleton, rgb, audio (audio needs data.audio)
+        student_input="rgb_diff",   # rgb | rgb_diff (differences of consecutive frames, computed in the model) |
+                                    # audio (an audio student: the soundtrack's windows)
+        audio_encoder="",           # the audio stream's encoder ("" = the preset's): ast_micro | ast_small |
+                                    # ast_base | multitsf (models.presets.AUDIO_ENCODERS)
         memory_tokens=16,           # the student's adapter memory bank size K
         fusion_layers=1,
         dropout=0.0,
@@ -148,9 +157,16 @@ def validate(cfg) -> None:
     needed = {}
     if "teacher" in stages or ("student" in stages and methods.needs_teacher(cfg.method)):
         needed["teacher (config.model.teacher_modalities)"] = tuple(cfg.model.teacher_modalities)
+    student_modality = "audio" if cfg.model.student_input == "audio" else "rgb"
     if "student" in stages:
-        needed["RGB student"] = ("rgb",)
+        needed[f"{student_modality} student (config.model.student_input={cfg.model.student_input!r})"] = (
+            student_modality,)
+    if cfg.model.student_input not in ("rgb", "rgb_diff", "audio"):
+        raise ValueError(f"config.model.student_input={cfg.model.student_input!r}; expected rgb, rgb_diff or audio")
+    _check_audio(cfg)
     datasets.check_modalities(cfg, needed)
+    if "student" in stages and methods.needs_teacher(cfg.method):
+        _check_student_teacher(cfg, student_modality)
     if not 0.0 <= cfg.data.labeled_fraction <= 1.0:
         raise ValueError(f"config.data.labeled_fraction={cfg.data.labeled_fraction} is not in [0, 1]")
     if cfg.train.optimizer not in ("adamw", "sgd"):
@@ -163,6 +179,35 @@ def validate(cfg) -> None:
         if cfg.train[key] < 1:
             raise ValueError(f"config.train.{key}={cfg.train[key]} must be >= 1")
     parallel.validate_mesh_config(cfg.mesh)
+
+
+def _check_audio(cfg) -> None:
+    d, m = cfg.data, cfg.model
+    if m.audio_encoder:
+        from vicokd_jax.models.presets import AUDIO_ENCODERS
+
+        if m.audio_encoder not in AUDIO_ENCODERS:
+            raise ValueError(f"config.model.audio_encoder={m.audio_encoder!r}; expected '' (the preset's) or one of "
+                             f"{sorted(AUDIO_ENCODERS)}")
+    if d.audio and d.name == "ntu_rgbd":
+        raise ValueError("config.data.audio=True: NTU RGB+D has no soundtracks")
+    if d.audio_frames < 1 or d.audio_mel_bins < 1:
+        raise ValueError(f"config.data.audio_frames={d.audio_frames} and data.audio_mel_bins={d.audio_mel_bins} must "
+                         "be >= 1")
+
+
+def _check_student_teacher(cfg, student_modality: str) -> None:
+    """The student's distillation terms need teacher streams it can be aligned to."""
+    teacher = tuple(cfg.model.teacher_modalities)
+    if cfg.method.weights.feat and cfg.method.feat.kind == "adapter" and cfg.method.student.adapter:
+        if not [t for t in teacher if t != student_modality]:
+            raise ValueError(f"config.method.weights.feat={cfg.method.weights.feat}: the adapter stands in for the "
+                             f"teacher's modalities the {student_modality} student lacks, and "
+                             f"config.model.teacher_modalities={teacher} has none; set weights.feat=0 or give the "
+                             "teacher another modality")
+    if cfg.method.weights.feat and cfg.method.feat.kind == "hint" and student_modality not in teacher:
+        raise ValueError(f"config.method.feat.kind='hint' aligns the student's {student_modality} tokens to the "
+                         f"teacher's, but config.model.teacher_modalities={teacher} has no {student_modality!r}")
 
 
 def _parse_value(text: str):

@@ -139,12 +139,15 @@ def _need(out: dict, key: str, who: str, cfg, hint: str):
     return out[key]
 
 
-def total_loss(student_out: dict, teacher_out: dict, batch: dict, cfg) -> tuple[jax.Array, dict]:
+def total_loss(student_out: dict, teacher_out: dict, batch: dict, cfg, missing: tuple[str, ...] = ("skeleton",),
+               own: str = "rgb") -> tuple[jax.Array, dict]:
     """The student's objective -> `(loss, metrics)`; metrics hold each active term and diagnostics.
 
     student_out / teacher_out: the model dicts (`logits [B,C]`, `view_logits [B,V,C]`, `frame_logits [B,V,L,C]`,
-    `view_tokens`, `skeleton_tokens`, `rgb_tokens`). batch: `label [B]` int (or `labels [B,C]` multi-hot),
-    `labeled [B]` bool, `view_mask [B,V]` bool, `human_score [B,V,T]`.
+    `view_tokens`, `{modality}_tokens`). batch: `label [B]` int (or `labels [B,C]` multi-hot), `labeled [B]` bool,
+    `view_mask [B,V]` bool, `human_score [B,V,T]` (and `audio_mask [B,V]` where there are soundtracks).
+    missing: the teacher's streams the student lacks (the adapter's L_feat targets); own: the student's modality
+    (the FitNets hint's target stream).
     """
     w = cfg.weights
     multi_label = "labels" in batch
@@ -197,21 +200,31 @@ def total_loss(student_out: dict, teacher_out: dict, batch: dict, cfg) -> tuple[
 
     if w.feat:
         if cfg.feat.kind == "adapter":
-            student_tokens = _need(student_out, "skeleton_tokens", "student", cfg,
-                                   "build the student with the adapter (student.adapter=True)")
-            teacher_tokens = _need(teacher_out, "skeleton_tokens", "teacher", cfg, "the teacher's skeleton stream")
+            # L_feat = mean over the missing streams m of 1 - cos(W_m·a, sg(f_m)) on visible positions.
+            pairs = [(_need(student_out, f"{m}_tokens", "student", cfg,
+                            "build the student with the adapter (student.adapter=True)"),
+                      _need(teacher_out, f"{m}_tokens", "teacher", cfg, f"the teacher's {m} stream"), m)
+                     for m in missing]
             align = losses.feature_alignment
         elif cfg.feat.kind == "hint":
-            student_tokens = _need(student_out, "rgb_tokens", "student", cfg,
-                                   "build the student with the hint regressor (student.hint=True)")
-            teacher_tokens = _need(teacher_out, "rgb_tokens", "teacher", cfg, "a teacher with the RGB modality")
+            pairs = [(_need(student_out, f"{own}_tokens", "student", cfg,
+                            "build the student with the hint regressor (student.hint=True)"),
+                      _need(teacher_out, f"{own}_tokens", "teacher", cfg, f"a teacher with the {own} modality"), own)]
             align = losses.fitnet_hint
         else:
             raise ValueError(f"feat.kind must be 'adapter' or 'hint', got {cfg.feat.kind!r}")
-        length = student_tokens.shape[2]
+        if not pairs:
+            raise ValueError("weights.feat != 0 with the adapter, but the teacher has no stream the student lacks")
+        length = pairs[0][0].shape[2]
         visible = resample_scores(batch["human_score"], length) >= cfg.feat.score_threshold  # [B, V, L]
-        terms["feat"], aux = align(student_tokens, teacher_tokens, visible & view_mask[:, :, None])
-        metrics["feat/positions"] = aux["count"]
+        visible = visible & view_mask[:, :, None]
+        feat, positions = 0.0, 0
+        for student_tokens, teacher_tokens, m in pairs:
+            where = visible & batch["audio_mask"][:, :, None] if m == "audio" and "audio_mask" in batch else visible
+            term, aux = align(student_tokens, teacher_tokens, where)
+            feat, positions = feat + term / len(pairs), positions + aux["count"]
+        terms["feat"] = feat
+        metrics["feat/positions"] = positions
 
     if w.pl:
         if multi_label:

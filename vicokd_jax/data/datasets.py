@@ -21,7 +21,10 @@ import sys
 DATASET_NAMES = ("synth_mv", "ntu_rgbd", "multisensor_home")
 # `cfg.data` fields that decide which SynthMV clips exist (`SynthMV`'s arguments and its `SynthConfig`).
 SYNTH_GENERATOR_FIELDS = ("seed", "num_train", "num_test", "num_views", "num_frames", "image_size", "num_classes",
-                          "multi_label", "overlap", "room_half", "limb_radius", "noise_std", "occluders")
+                          "multi_label", "overlap", "room_half", "limb_radius", "noise_std", "occluders", "audio",
+                          "audio_frames", "audio_mel_bins")
+# What a copy recorded before a field existed: the value that reproduces it (SynthMV before soundtracks).
+SYNTH_FIELD_DEFAULTS = {"audio": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +32,7 @@ class DatasetInfo:
     """What a dataset's examples hold (data/schema.py layout)."""
 
     name: str
-    modalities: tuple[str, ...]  # of "skeleton", "rgb"
+    modalities: tuple[str, ...]  # of "skeleton", "rgb", "audio"
     num_persons: int = 0  # M of skeleton [V, M, T, J, 3]
     num_joints: int = 0
     frame_labels: bool = True
@@ -38,8 +41,9 @@ class DatasetInfo:
 def describe(cfg) -> DatasetInfo:
     """The modalities and fixed sizes of `cfg.data`'s dataset, from the config alone (no file is read)."""
     d = cfg.data
+    audio = ("audio",) if d.audio else ()
     if d.name == "synth_mv":
-        return DatasetInfo("synth_mv", ("skeleton", "rgb"), num_persons=1, num_joints=25)
+        return DatasetInfo("synth_mv", ("skeleton", "rgb") + audio, num_persons=1, num_joints=25)
     if d.name == "ntu_rgbd":
         from vicokd_jax.data import ntu
 
@@ -47,7 +51,7 @@ def describe(cfg) -> DatasetInfo:
         return DatasetInfo("ntu_rgbd", ("skeleton",) + rgb, num_persons=2, num_joints=ntu.NUM_JOINTS,
                            frame_labels=False)
     if d.name == "multisensor_home":
-        return DatasetInfo("multisensor_home", ("rgb",))
+        return DatasetInfo("multisensor_home", ("rgb",) + audio)
     raise ValueError(f"config.data.name={d.name!r}; expected one of {DATASET_NAMES}")
 
 
@@ -97,6 +101,9 @@ def check_prepared(cfg) -> None:
     recorded = prepared_generator_fields(cfg)
     if recorded is None:
         return
+    recorded = {**SYNTH_FIELD_DEFAULTS, **recorded}
+    if not recorded["audio"]:  # the window sizes of a copy without soundtracks do not matter
+        recorded = {k: x for k, x in recorded.items() if k not in ("audio_frames", "audio_mel_bins")}
     differ = [f"data.{k}={d[k]!r} (the copy has {recorded[k]!r})" for k in SYNTH_GENERATOR_FIELDS
               if k in recorded and _differs(d[k], recorded[k])]
     if differ:
@@ -127,13 +134,35 @@ def make_source(cfg, split: str):
         split_name = "train" if split == d.train_split else "test"
         source = SynthMV(split_name, n, seed=d.seed, num_views=d.num_views, num_frames=d.num_frames,
                          image_size=d.image_size, num_classes=d.num_classes, multi_label=d.multi_label,
+                         audio=d.audio, audio_frames=d.audio_frames, audio_mel_bins=d.audio_mel_bins,
                          config=SynthConfig(overlap=d.overlap, room_half=d.room_half, limb_radius=d.limb_radius,
                                             noise_std=d.noise_std, occluders=d.occluders))
         return pipeline.CachedSource(source) if d.cache_examples else source
     from vicokd_jax.data.builders import open_source
 
     check_prepared(cfg)
-    return open_source(d.name, d.tfds_config, split, str(data_dir(cfg)))
+    source = open_source(d.name, d.tfds_config, split, str(data_dir(cfg)))
+    if d.audio:
+        check_soundtracks(cfg, source)
+    return source
+
+
+def check_soundtracks(cfg, source) -> None:
+    """A prepared copy read with `data.audio` must hold `audio` windows of the config's F x M: else ValueError
+    naming the fields."""
+    d = cfg.data
+    if not len(source):
+        return
+    first = source[0]
+    where = f"{d.name}/{d.tfds_config} in {data_dir(cfg)}"
+    if "audio" not in first:
+        raise ValueError(f"config.data.audio=True, but the prepared copy {where} has no soundtracks; prepare it with "
+                         "audio (the builder's audio option) or set data.audio=False")
+    windows = tuple(first["audio"].shape[2:])
+    if windows != (d.audio_frames, d.audio_mel_bins):
+        raise ValueError(f"config.data.audio_frames={d.audio_frames}, data.audio_mel_bins={d.audio_mel_bins}: the "
+                         f"prepared copy {where} holds log-mel windows of {windows[0]} frames x {windows[1]} mel "
+                         "bins; set the fields to those or prepare a copy with these")
 
 
 def workers_can_start() -> bool:

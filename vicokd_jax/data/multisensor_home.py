@@ -49,7 +49,17 @@ Format decisions (all configurable where a choice exists):
   Without a file (or without the record's key) human_score is 1.0 for every present view: "a person may be
   visible", which makes the view-consistency weights uniform over present views instead of silencing them.
 
-Audio is not decoded (no method here uses it yet).
+* Audio (`audio=True`, the default): each present view's soundtrack is decoded by `audio.load` (its first audio
+  track, mono, resampled to 16 kHz) and cut on the frame grid: output frame t gets the AST log-mel window
+  (`audio_frames` x `audio_mel_bins`, `audio.segment_windows`) of the stretch [t/fps, (t+1)/fps) s of that file,
+  MultiTSF's one segment per sampled frame (0.4 s at 2.5 fps = 38 filterbank frames, padded to 40). The stretches
+  follow the frames' time grid, so views cut to the shortest keep their first T windows, and with `merge_parts`
+  each part's windows follow its own grid (MultiTSF instead splits the whole waveform into T equal pieces,
+  `audio.frame_windows`; the two agree when the soundtrack lasts exactly T/fps). A soundtrack shorter than the
+  video leaves the rest silent (the padding value of `audio.log_mel`, finite); an all-zero soundtrack is valid
+  data (a silent room: the log floor, audio_mask True). A view without an audio track (a warning naming the file),
+  without a file, or absent (null url) has audio 0 and audio_mask False. A track that cannot be decoded or holds
+  NaN/inf is an error naming the file, as a corrupt video is. `audio=False` leaves out `audio` and `audio_mask`.
 
 The parts: `multisensor_home_annotations` parses the JSON files (records, tricks, class lists, frame labels,
 person scores), `multisensor_home_video` decodes and samples the views; this module holds the source and
@@ -64,6 +74,7 @@ from typing import Sequence
 
 import numpy as np
 
+from vicokd_jax.data import audio as audio_lib
 from vicokd_jax.data import schema
 from vicokd_jax.data.multisensor_home_annotations import (
     ANNOTATION_FILES, CLASS_LIST_FILE, HOME_CLASSES, HOME_FOLDERS, HOMES, NUM_VIEWS, SPLITS, Record, Trick,
@@ -79,12 +90,15 @@ __all__ = [
     "sequence_labels",
     # video (multisensor_home_video)
     "DEFAULT_MAX_VIEW_SKEW_S", "decode_video", "load_views",
-    # the source (here)
-    "DEFAULT_FPS", "DEFAULT_SIZE", "MultisensorHomeSource", "missing_files",
+    # soundtracks and the source (here)
+    "DEFAULT_AUDIO_FRAMES", "DEFAULT_AUDIO_MEL_BINS", "DEFAULT_FPS", "DEFAULT_SIZE", "MultisensorHomeSource",
+    "load_soundtracks", "missing_files",
 ]
 
 DEFAULT_FPS = 2.5            # MultiTSF's Config.fps
 DEFAULT_SIZE = (120, 160)    # (height, width): half of the released 240x320, aspect kept
+DEFAULT_AUDIO_FRAMES = 40    # F: 0.4 s (one frame at 2.5 fps) is 38 filterbank frames of 10 ms, padded to 40
+DEFAULT_AUDIO_MEL_BINS = 128  # M: ASTFeatureExtractor's num_mel_bins
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +111,22 @@ class MultisensorHomeSource:
     """Random access over one split of one home: `len()` and `[i]` -> example dict (layout of `schema.py`).
 
     Example i:  id str, rgb [V=5, T, H, W, 3] uint8, human_score [V, T] float32, view_mask [V] bool,
-                labels [C] float32 multi-hot, frame_labels [T, C] float32 multi-hot.
+                labels [C] float32 multi-hot, frame_labels [T, C] float32 multi-hot, and with `audio=True`
+                audio [V, T, F=audio_frames, M=audio_mel_bins] float32 and audio_mask [V] bool.
     `root` is the home folder or a folder holding `MultiSensor-Home{1,2}/` (see `home_root`).
     """
 
     def __init__(self, root: str | os.PathLike, split: str, *, home: str = "home1", fps: float = DEFAULT_FPS,
                  height: int = DEFAULT_SIZE[0], width: int = DEFAULT_SIZE[1],
                  classes: Sequence[str] = HOME_CLASSES, merge_parts: bool = False,
-                 max_view_skew_s: float = DEFAULT_MAX_VIEW_SKEW_S):
+                 max_view_skew_s: float = DEFAULT_MAX_VIEW_SKEW_S, audio: bool = True,
+                 audio_frames: int = DEFAULT_AUDIO_FRAMES, audio_mel_bins: int = DEFAULT_AUDIO_MEL_BINS):
         if fps <= 0 or height <= 0 or width <= 0:
             raise ValueError(f"fps, height and width must be positive, got fps={fps}, height={height}, width={width}")
+        if audio and (audio_frames < 1 or audio_mel_bins < 1):
+            raise ValueError(f"audio_frames and audio_mel_bins must be >= 1, got audio_frames={audio_frames}, "
+                             f"audio_mel_bins={audio_mel_bins}")
+        self.audio, self.audio_frames, self.audio_mel_bins = audio, audio_frames, audio_mel_bins
         self.root = home_root(root, home)
         self.split, self.home, self.fps, self.height, self.width = split, home, fps, height, width
         self.classes, self.merge_parts, self.max_view_skew_s = tuple(classes), merge_parts, max_view_skew_s
@@ -138,6 +158,8 @@ class MultisensorHomeSource:
         example = {
             "id": group[0].sequence if self.merge_parts else group[0].id,
             "rgb": np.concatenate([p["rgb"] for p in parts], axis=1),
+            **({"audio": np.concatenate([p["audio"] for p in parts], axis=1),
+                "audio_mask": np.any([p["audio_mask"] for p in parts], axis=0)} if self.audio else {}),
             "human_score": np.concatenate([p["human_score"] for p in parts], axis=1),
             "view_mask": np.any([p["view_mask"] for p in parts], axis=0),
             "labels": sequence_labels([t for r in group for t in r.tricks], len(self.classes)),
@@ -147,14 +169,48 @@ class MultisensorHomeSource:
         return example
 
     def _part(self, record: Record) -> dict:
-        """One record's rgb [V,T,H,W,3], view_mask [V], human_score [V,T], frame_labels [T,C]."""
+        """One record's rgb [V,T,H,W,3], view_mask [V], human_score [V,T], frame_labels [T,C] (+ audio [V,T,F,M],
+        audio_mask [V])."""
         rgb, mask = load_views(self.root, record, fps=self.fps, height=self.height, width=self.width,
                                max_view_skew_s=self.max_view_skew_s)
         num_frames = rgb.shape[1]
         scores = self._scores(record)
         human = np.ones([NUM_VIEWS, num_frames], np.float32) if scores is None else resample_scores(scores, num_frames)
-        return {"rgb": rgb, "view_mask": mask, "human_score": human * mask[:, None],
+        part = {"rgb": rgb, "view_mask": mask, "human_score": human * mask[:, None],
                 "frame_labels": frame_labels(record.tricks, num_frames, self.fps, len(self.classes))}
+        if self.audio:
+            part["audio"], part["audio_mask"] = load_soundtracks(
+                self.root, record, num_frames, fps=self.fps, audio_frames=self.audio_frames,
+                audio_mel_bins=self.audio_mel_bins)
+        return part
+
+
+def load_soundtracks(root: str | os.PathLike, record: Record, num_frames: int, *, fps: float = DEFAULT_FPS,
+                     audio_frames: int = DEFAULT_AUDIO_FRAMES,
+                     audio_mel_bins: int = DEFAULT_AUDIO_MEL_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """audio [V, T=num_frames, F=audio_frames, M=audio_mel_bins] float32 and audio_mask [V] bool of one record.
+
+    Frame t of view v is `audio.log_mel` of the stretch [t/fps, (t+1)/fps) s of that view's soundtrack
+    (`audio.segment_windows`). A view that is absent, whose file is missing, or whose file has no audio track
+    (logged as a warning naming the file) is 0 with audio_mask False; a corrupt track raises ValueError.
+    """
+    root = Path(root)
+    windows = np.zeros([NUM_VIEWS, num_frames, audio_frames, audio_mel_bins], np.float32)
+    mask = np.zeros([NUM_VIEWS], bool)
+    starts = np.arange(num_frames) / fps
+    for v, url in enumerate(record.videos):
+        if url is None or not (root / url).is_file():
+            continue  # no view: view_mask is False too
+        try:
+            wave = audio_lib.load(root / url)
+        except audio_lib.NoAudioTrackError as err:
+            log.warning("%s (%s, view %d): %s; audio = 0 and audio_mask False for this view", record.where,
+                        record.id, v + 1, err)
+            continue
+        windows[v] = audio_lib.segment_windows(wave, starts, 1.0 / fps, num_mel_bins=audio_mel_bins,
+                                               max_length=audio_frames)
+        mask[v] = True
+    return windows, mask
 
 
 def missing_files(root: str | os.PathLike, home: str, classes: Sequence[str] = HOME_CLASSES) -> list[str]:

@@ -190,6 +190,9 @@ def transform_example(example: dict, cfg: PipelineConfig, rng: np.random.Generat
         out["skeleton"] = center_skeleton(skeleton) if cfg.center_skeleton else skeleton
     out["human_score"] = np.asarray(out["human_score"], np.float32)
     out["view_mask"] = np.asarray(out["view_mask"], bool)
+    if "audio" in out:
+        out["audio"] = np.asarray(out["audio"], np.float32)
+        out["audio_mask"] = np.asarray(out["audio_mask"], bool)
     if "label" in out:
         out["label"] = np.int32(out["label"])
     if isinstance(out.get("id"), bytes):

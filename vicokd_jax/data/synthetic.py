@@ -7,7 +7,9 @@ fields of view, so an action is seen by only some views and can enter or leave a
 Per example (the layout of `vicokd_jax.data.schema`):
     rgb [V,T,H,W,3] uint8, skeleton [V,1,T,25,3] float32 (camera coordinates, metres; 0 where the view does not
     see the actor), human_score [V,T] (simulated person detector), view_mask [V] (all True), label / labels,
-    frame_labels [T] (-1 = background before / after the action) or [T,C] multi-hot, id.
+    frame_labels [T] (-1 = background before / after the action) or [T,C] multi-hot, id; with `audio=True` also
+    audio [V,T,F,M] float32 (each camera's microphone: per frame the AST log-mel window of the frame's
+    3.2 / T s of sound) and audio_mask [V] (all True).
 
 How it is made:
 * Motion: forward kinematics of a 25-joint skeleton from joint angles (shoulder flexion/abduction, elbow, hip,
@@ -20,18 +22,29 @@ How it is made:
   occluders; per-view wall/floor colours and texture, per-example lighting, depth shading and sensor noise.
 * Detector: the score follows the fraction of joints that are inside the image and not occluded, with missed
   detections (short bursts of low scores) and false alarms (high scores in empty views).
+* Sound (`synthetic_audio`): every camera has an omnidirectional microphone. Each action makes sounds driven by
+  its own kinematics (swishes whose loudness follows a limb's speed, claps where the hands' distance is
+  smallest, footfalls and landing thumps where a foot comes down, creaks at the bottom of a squat or bow); sound
+  types are shared between actions (footfalls for walk, kicks and turns; left and right alike), so audio alone
+  is informative but far from perfect. Coloured room noise and distractors (knock, tone, clatter at random
+  times and places) fill the rest; each source reaches each microphone with gain 1 / max(d, 0.5) after d / 343
+  s, whatever the camera sees. The sound has its own random stream, so turning it on or off changes no other
+  array.
 
 Difficulty knobs (`SynthConfig`): `image_size`, `noise_std`, `limb_radius`, `occluders`, `fov_deg`,
-`miss_rate`, `false_alarm_rate`, `skeleton_noise`, `lighting_jitter`, `amplitude_range`. The aim (checked by the
-study in docs/RESULTS.md): a skeleton teacher well above 95% top-1 while an RGB student on 10% of the labels stays
-clearly below it. Skeletons are clean 3-D geometry; RGB at 32x32 with noise, small limbs and occluders is much
-harder. The defaults (v1.1: a 4x4 m room, 0.1 m limbs, noise 3, no pillars) make the actor large enough for RGB to
-be learnable: with v1.0's (8x8 m, 0.06 m, noise 6, 2 pillars) actors spanned ~3x8 pixels and an RGB student
-stayed at chance even with all labels.
+`miss_rate`, `false_alarm_rate`, `skeleton_noise`, `lighting_jitter`, `amplitude_range`; for the sound
+`room_noise` (rms range of the room's noise) and `distractor_rate` (distractor sounds per clip). The aim (checked
+by the study in docs/RESULTS.md): a skeleton teacher well above 95% top-1 while an RGB student on 10% of the
+labels stays clearly below it. Skeletons are clean 3-D geometry; RGB at 32x32 with noise, small limbs and
+occluders is much harder. The defaults (v1.1: a 4x4 m room, 0.1 m limbs, noise 3, no pillars) make the actor
+large enough for RGB to be learnable: with v1.0's (8x8 m, 0.06 m, noise 6, 2 pillars) actors spanned ~3x8
+pixels and an RGB student stayed at chance even with all labels. Audio alone is a partial cue: a linear
+classifier on the mean and spread of the log-mel bins gets 55-60% of 12 classes (tests/test_synthetic_audio.py),
+about as much from a camera that does not see the actor.
 
 The parts: the actor (skeleton, kinematics, motion primitives) is `synthetic_motion`, the cameras and the
-rasteriser are `synthetic_render`; this module holds the knobs and the source, and re-exports (`__all__`)
-`ACTIONS`, the joint indices, `Camera` and `make_cameras`.
+rasteriser are `synthetic_render`, the soundtrack is `synthetic_audio`; this module holds the knobs and the
+source, and re-exports (`__all__`) `ACTIONS`, the joint indices, `Camera` and `make_cameras`.
 """
 from __future__ import annotations
 
@@ -43,6 +56,7 @@ from vicokd_jax.data.synthetic_motion import (
     ACTIONS, BONES, HEAD, L_ANKLE, L_ELBOW, L_FOOT, L_HAND, L_HIP, L_KNEE, L_SHOULDER, L_THUMB, L_TIP, L_WRIST, NECK,
     R_ANKLE, R_ELBOW, R_FOOT, R_HAND, R_HIP, R_KNEE, R_SHOULDER, R_THUMB, R_TIP, R_WRIST, SPINE_BASE, SPINE_MID,
     SPINE_SHOULDER, Pose, action_pose, forward_kinematics, idle_pose, rot_y)
+from vicokd_jax.data.synthetic_audio import soundtrack
 from vicokd_jax.data.synthetic_render import PART_COLOURS, Camera, background, make_cameras, rasterise
 
 __all__ = [
@@ -55,6 +69,7 @@ __all__ = [
 
 _SPLIT_IDS = {"train": 0, "test": 1, "validation": 2}
 _CLIP_SECONDS = 3.2  # the T frames span this much time: fps = T / 3.2 (5 fps at T = 16)
+_AUDIO_STREAM = 1601  # the sound's random stream: [seed, split, index, this], apart from the images'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +91,15 @@ class SynthConfig:
     amplitude_range: tuple[float, float] = (0.7, 1.2)
     speed_range: tuple[float, float] = (0.7, 1.4)
     action_fraction: tuple[float, float] = (0.55, 0.9)  # share of the clip the action occupies
+    room_noise: tuple[float, float] = (0.002, 0.012)  # rms of the room's noise (log-uniform per example)
+    distractor_rate: float = 1.5  # distractor sounds (knock, tone, clatter) per clip, on average
 
     def __post_init__(self):
         if self.overlap not in ("partial", "full"):
             raise ValueError(f"SynthConfig.overlap must be 'partial' or 'full', got {self.overlap!r}")
+        if not 0 < self.room_noise[0] <= self.room_noise[1] or self.distractor_rate < 0:
+            raise ValueError(f"SynthConfig: need 0 < room_noise[0] <= room_noise[1] and distractor_rate >= 0, got "
+                             f"room_noise={self.room_noise}, distractor_rate={self.distractor_rate}")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -96,11 +116,14 @@ class SynthMV:
         num_classes: the first `num_classes` of `ACTIONS` (at most 14; default 12).
         multi_label: two actions per clip, one after the other; `labels [C]` and `frame_labels [T, C]`.
         config: scene and difficulty knobs (`SynthConfig`).
+        audio: add `audio [V, T, audio_frames, audio_mel_bins]` (each camera's microphone) and `audio_mask [V]`.
+        audio_frames, audio_mel_bins: F (10-ms log-mel frames per video frame) and M of the audio windows.
     """
 
     def __init__(self, split: str = "train", num_examples: int = 1000, seed: int = 0, num_views: int = 4,
                  num_frames: int = 16, image_size: int = 32, num_classes: int = 12, multi_label: bool = False,
-                 config: SynthConfig | None = None):
+                 config: SynthConfig | None = None, audio: bool = False, audio_frames: int = 16,
+                 audio_mel_bins: int = 32):
         if split not in _SPLIT_IDS:
             raise ValueError(f"SynthMV split must be one of {list(_SPLIT_IDS)}, got {split!r}")
         if not 2 <= num_classes <= len(ACTIONS):
@@ -108,7 +131,11 @@ class SynthMV:
         if num_views < 1 or num_frames < 2 or image_size < 8 or num_examples < 0:
             raise ValueError(f"SynthMV: need num_views >= 1, num_frames >= 2, image_size >= 8 and "
                              f"num_examples >= 0; got {num_views}, {num_frames}, {image_size}, {num_examples}")
+        for name, value in (("audio_frames", audio_frames), ("audio_mel_bins", audio_mel_bins)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"SynthMV {name} must be an integer >= 1, got {value!r}")
         self.split, self.num_examples, self.seed = split, num_examples, seed
+        self.audio, self.audio_frames, self.audio_mel_bins = bool(audio), int(audio_frames), int(audio_mel_bins)
         self.num_views, self.num_frames, self.image_size = num_views, num_frames, image_size
         self.num_classes, self.multi_label = num_classes, multi_label
         self.config = config or SynthConfig()
@@ -128,7 +155,8 @@ class SynthMV:
     def __repr__(self) -> str:
         return (f"SynthMV(split={self.split!r}, num_examples={self.num_examples}, seed={self.seed}, "
                 f"views={self.num_views}, frames={self.num_frames}, size={self.image_size}, "
-                f"classes={self.num_classes}, multi_label={self.multi_label}, overlap={self.config.overlap!r})")
+                f"classes={self.num_classes}, multi_label={self.multi_label}, overlap={self.config.overlap!r}, "
+                f"audio={self.audio})")
 
     def __getitem__(self, index: int) -> dict:
         index = int(index)
@@ -146,6 +174,12 @@ class SynthMV:
             "human_score": score,
             "view_mask": np.ones(self.num_views, bool),
         }
+        if self.audio:
+            sound = np.random.default_rng([self.seed, _SPLIT_IDS[self.split], index, _AUDIO_STREAM])
+            example["audio"] = soundtrack(world, [ACTIONS[a] for a in actions], spans, self.cameras, sound,
+                                          clip_seconds=_CLIP_SECONDS, config=self.config,
+                                          num_mel_bins=self.audio_mel_bins, max_length=self.audio_frames)
+            example["audio_mask"] = np.ones(self.num_views, bool)
         t = self.num_frames
         if self.multi_label:
             labels = np.zeros(self.num_classes, np.float32)

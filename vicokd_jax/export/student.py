@@ -11,14 +11,17 @@ import ml_collections
 from vicokd_jax.data import datasets
 from vicokd_jax.export.format import export_predictor
 from vicokd_jax.models import presets
+from vicokd_jax.models.student import input_modality
 from vicokd_jax.train import checkpoint as ckpt
 from vicokd_jax.train import setup
 
 
 def input_spec(cfg) -> dict:
-    """The predictor's per-example inputs, from the config: rgb [V,T,H,W,3] uint8, view_mask [V] bool."""
+    """The predictor's per-example inputs, from the config: rgb [V,T,H,W,3] uint8 (or, for an audio student,
+    audio [V,T,F,M] float32) and view_mask [V] bool."""
     specs = setup.input_specs(cfg, 1)
-    return {key: {"shape": list(specs[key].shape[1:]), "dtype": str(specs[key].dtype)} for key in ("rgb", "view_mask")}
+    keys = (input_modality(cfg.model.student_input), "view_mask")
+    return {key: {"shape": list(specs[key].shape[1:]), "dtype": str(specs[key].dtype)} for key in keys}
 
 
 def export_student(cfg, variables, out_dir) -> pathlib.Path:
@@ -26,8 +29,8 @@ def export_student(cfg, variables, out_dir) -> pathlib.Path:
     student = presets.student_from_config(cfg)
     config = {"experiment": cfg.to_dict(), "class_names": datasets.class_names(cfg)}
 
-    def apply_fn(variables, rgb, view_mask):
-        out = student.apply(variables, rgb, view_mask, train=False)
+    def apply_fn(variables, x, view_mask):
+        out = student.apply(variables, x, view_mask, train=False)
         return {"logits": out["logits"], "view_logits": out["view_logits"]}
 
     return export_predictor(out_dir, apply_fn, jax.device_get(variables), config, input_spec(cfg))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -22,6 +21,14 @@ import jax.numpy as jnp
 from vicokd_jax.models.video_transformer_blocks import Encoder
 
 Dtype = Any
+
+
+def check_windows(encoder: str, x, max_length: int, num_mel_bins: int) -> None:
+    """ValueError naming the shapes unless `x` is `[N, max_length, num_mel_bins]` (config `data.audio_frames`,
+    `data.audio_mel_bins`)."""
+    if x.ndim != 3 or tuple(x.shape[1:]) != (max_length, num_mel_bins):
+        raise ValueError(f"{encoder}: expected log-mel windows [N, {max_length}, {num_mel_bins}] (frames x mel bins: "
+                         f"config data.audio_frames x data.audio_mel_bins), got shape {tuple(x.shape)}")
 
 
 class AudioTransformer(nn.Module):
@@ -52,8 +59,7 @@ class AudioTransformer(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> dict:
-        chex.assert_rank(x, 3)
-        chex.assert_shape(x, (None, self.max_length, self.num_mel_bins))
+        check_windows("AudioTransformer", x, self.max_length, self.num_mel_bins)
         n, d = x.shape[0], self.hidden_size
         f, t = self.grid()
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)

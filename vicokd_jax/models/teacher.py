@@ -8,6 +8,8 @@ stream queries the others (their tokens side by side) through cross-modal attent
     r = Proj_r(ViT(rgb))                          [B·V, L, D]
     a = Proj_a(AST(audio window of each frame))   [B·V, L, D]   (one AST clip embedding per sampled frame)
     m' = CMA_m(m <- [others])   for every stream m   (identity at init: zero-initialised output projections)
+                                                  a view without a soundtrack (audio_mask False) has a = a' = 0
+                                                  and its audio tokens are masked out of the others' context
     fused = Dense_D([s', r', a'])                 [B, V, L, D]  -> ActionHeads (frame / view / sequence logits)
 
 A single stream is used as it is (fused = s for MSKD's skeleton teacher). Module names follow the streams
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import chex
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -32,20 +35,21 @@ INPUT_RANKS = {"skeleton": 6, "rgb": 6, "audio": 5}
 
 
 class Teacher(nn.Module):
-    """`apply(variables, skeleton, rgb, view_mask, audio=None, train=False) -> dict`.
+    """`apply(variables, skeleton, rgb, view_mask, audio=None, audio_mask=None, train=False) -> dict`.
 
     Inputs (None for a modality the teacher does not use):
         skeleton   [B, V, M, T, J, 3] float32
         rgb        [B, V, T, H, W, 3] uint8
         view_mask  [B, V] bool
         audio      [B, V, T, F, M] float32: an AST log-mel window per sampled frame (`vicokd_jax.data.audio`)
+        audio_mask [B, V] bool: the view has a soundtrack (None: every view has one)
     Output dict:
         logits [B, C], view_logits [B, V, C], frame_logits [B, V, L, C], frame_tokens [B, V, L, D],
         view_tokens [B, V, D], and `{modality}_tokens` [B, V, L, D] for each of its modalities.
 
     Attributes:
         skeleton_encoder: a headless `STGCN`; rgb_encoder: a headless `VideoTransformer`; audio_encoder: a
-            headless `AudioTransformer` (each needed only for its modality).
+            headless `AudioTransformer` or a `SegmentAudioEncoder` (each needed only for its modality).
         modalities: a non-empty subset of ("skeleton", "rgb", "audio"), in that order.
         width, token_frames: D and L of the fused streams.
     """
@@ -87,7 +91,7 @@ class Teacher(nn.Module):
         return StreamProjection(self.width, self.token_frames, name=f"{modality}_proj", **kw)(tokens)
 
     @nn.compact
-    def __call__(self, skeleton, rgb, view_mask, audio=None, train: bool = False) -> dict:
+    def __call__(self, skeleton, rgb, view_mask, audio=None, audio_mask=None, train: bool = False) -> dict:
         self._check_config()
         inputs = {"skeleton": skeleton, "rgb": rgb, "audio": audio}
         for m in self.modalities:
@@ -100,15 +104,25 @@ class Teacher(nn.Module):
         by_view = lambda x: x.reshape(b, v, *x.shape[1:])  # noqa: E731
 
         streams = {m: self._stream(m, per_view(inputs[m]), train, kw) for m in self.modalities}
+        # Streams that may lack data in some views ({"audio": [B·V, 1]} with an audio mask): zero there, and
+        # masked out of the other streams' context.
+        present = {}
+        if "audio" in self.modalities and audio_mask is not None:
+            chex.assert_shape(audio_mask, (b, v))
+            present["audio"] = jnp.asarray(audio_mask, bool).reshape(b * v, 1)
+            streams["audio"] = jnp.where(present["audio"][..., None], streams["audio"], 0)
         if len(streams) > 1:
             # Every stream reads the others as they were before this exchange.
             before = dict(streams)
             for m in self.modalities:
                 others = [o for o in self.modalities if o != m]
                 context = jnp.concatenate([before[o] for o in others], axis=1)
-                streams[m] = CrossModalAttention(self.num_heads, dropout=self.dropout,
-                                                 name=f"{m}_from_{'_'.join(others)}", **kw)(before[m], context,
-                                                                                           train=train)
+                context_mask = None if len(present) == 0 else jnp.concatenate(
+                    [jnp.broadcast_to(present.get(o, True), before[o].shape[:2]) for o in others], axis=1)
+                updated = CrossModalAttention(self.num_heads, dropout=self.dropout,
+                                              name=f"{m}_from_{'_'.join(others)}", **kw)(before[m], context,
+                                                                                        context_mask, train=train)
+                streams[m] = jnp.where(present[m][..., None], updated, 0) if m in present else updated
             fused = nn.Dense(self.width, name="fuse", **kw)(jnp.concatenate([streams[m] for m in self.modalities], -1))
         else:
             fused = streams[self.modalities[0]]

@@ -38,7 +38,8 @@ model_inputs = step_lib.model_inputs
 def input_specs(cfg, batch_size: int = 1) -> dict[str, jax.ShapeDtypeStruct]:
     """The batch the pipeline delivers, as shapes: one `jax.ShapeDtypeStruct` per key.
 
-    rgb [B,V,T,H,W,3] uint8, skeleton [B,V,M,T,J,3] float32 (datasets with skeletons), human_score [B,V,T],
+    rgb [B,V,T,H,W,3] uint8, skeleton [B,V,M,T,J,3] float32 (datasets with skeletons), audio [B,V,T,F,M] float32
+    and audio_mask [B,V] bool (with `data.audio`), human_score [B,V,T],
     view_mask [B,V] bool, label [B] int32 or labels [B,C] float32, frame_labels [B,T] int32 or [B,T,C] float32
     (datasets with frame labels), labeled [B] bool, index [B] int32 (the example's index in its source).
     """
@@ -53,6 +54,9 @@ def input_specs(cfg, batch_size: int = 1) -> dict[str, jax.ShapeDtypeStruct]:
         spec["rgb"] = ((b, v, t, size, size, 3), jnp.uint8)
     if "skeleton" in info.modalities:
         spec["skeleton"] = ((b, v, info.num_persons, t, info.num_joints, 3), f32)
+    if "audio" in info.modalities:
+        spec["audio"] = ((b, v, t, d.audio_frames, d.audio_mel_bins), f32)
+        spec["audio_mask"] = ((b, v), jnp.bool_)
     if info.frame_labels:
         spec["frame_labels"] = ((b, t, c), f32) if d.multi_label else ((b, t), jnp.int32)
     return {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in spec.items()}

@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import optax
 
 from vicokd_jax import losses, methods, parallel, views
+from vicokd_jax.models import presets
+from vicokd_jax.models.student import input_modality
 from vicokd_jax.train.state import TrainState
-
-_MODEL_KEYS = ("rgb", "skeleton", "view_mask")
 
 
 def teacher_loss(out: dict, batch: dict, frame_weight: float, view_weight: float = 0.0,
@@ -56,11 +56,18 @@ def teacher_loss(out: dict, batch: dict, frame_weight: float, view_weight: float
 
 
 def model_inputs(stage: str, cfg, batch: dict) -> tuple:
-    """The positional inputs of the stage's model from a batch: `(skeleton, rgb, view_mask)` for the teacher
-    (None for a modality it does not use), `(rgb, view_mask)` for the student."""
+    """The positional inputs of the stage's model from a batch. Teacher: `(skeleton, rgb, view_mask)` (None for a
+    modality it does not use), then `(audio, audio_mask)` when it hears. Student: `(rgb, view_mask)`, or for an
+    audio student `(audio, view_mask & audio_mask)` (a view without a soundtrack is absent to it)."""
     if stage == "teacher":
         modalities = tuple(cfg.model.teacher_modalities)
-        return tuple(batch[m] if m in modalities else None for m in ("skeleton", "rgb")) + (batch["view_mask"],)
+        inputs = tuple(batch[m] if m in modalities else None for m in ("skeleton", "rgb")) + (batch["view_mask"],)
+        if "audio" in modalities:
+            inputs += (batch["audio"], batch.get("audio_mask"))
+        return inputs
+    if input_modality(cfg.model.student_input) == "audio":
+        mask = batch["view_mask"]
+        return batch["audio"], mask & batch["audio_mask"] if "audio_mask" in batch else mask
     return batch["rgb"], batch["view_mask"]
 
 
@@ -77,6 +84,8 @@ def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedul
     (`parallel.global_batches`), makes K updates in one `lax.scan`, and returns every metric stacked `[K]`
     (K is the leading size of the batch, so a shorter call compiles once more).
     """
+    missing, own = presets.student_missing(cfg), input_modality(cfg.model.student_input)
+
     def forward_loss(params, state: TrainState, batch: dict, teacher_variables, dropout_key):
         variables = {"params": params, **state.model_state}
         mutable = list(state.model_state.keys())
@@ -93,7 +102,7 @@ def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedul
                 teacher_out = jax.lax.stop_gradient(teacher_out)
             out, new_model_state = model.apply(variables, *model_inputs("student", cfg, batch), train=True,
                                                rngs=rngs, mutable=mutable)
-            loss, metrics = methods.total_loss(out, teacher_out, batch, cfg.method)
+            loss, metrics = methods.total_loss(out, teacher_out, batch, cfg.method, missing, own)
             if "label" in batch:
                 if teacher is not None:
                     metrics["train/teacher_top1"] = jnp.mean(

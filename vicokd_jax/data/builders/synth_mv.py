@@ -6,7 +6,8 @@ once pays off when rendering would starve the accelerator, or to freeze a benchm
     python -m tools.prepare_data synth_mv --config partial --data_dir ~/tensorflow_datasets
 
 Configs: `partial` (the default benchmark: corner cameras, limited fields of view), `full` (every camera sees the
-whole room), `partial_multilabel` (two actions per clip). Custom sizes: `SynthMvConfig(name=..., ...)`.
+whole room), `partial_multilabel` (two actions per clip), `partial_audio` (`partial` with every camera's
+soundtrack: `audio [V, T, F, M]` log-mel windows and `audio_mask [V]`). Custom sizes: `SynthMvConfig(name=..., ...)`.
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ class SynthMvConfig(tfds.core.BuilderConfig):
     limb_radius: float = SynthConfig.limb_radius
     noise_std: float = SynthConfig.noise_std
     occluders: int = SynthConfig.occluders
+    audio: bool = False
+    audio_frames: int = 16
+    audio_mel_bins: int = 32
 
     def generator_fields(self) -> dict:
         """The run-config `data.*` fields this copy fixes (recorded in its TFDS metadata, checked on reading)."""
@@ -46,19 +50,22 @@ class SynthMvConfig(tfds.core.BuilderConfig):
                        num_classes=self.num_classes, multi_label=self.multi_label,
                        config=SynthConfig(overlap=self.overlap, room_half=self.room_half,
                                           limb_radius=self.limb_radius, noise_std=self.noise_std,
-                                          occluders=self.occluders))
+                                          occluders=self.occluders),
+                       audio=self.audio, audio_frames=self.audio_frames, audio_mel_bins=self.audio_mel_bins)
 
 
 class SynthMv(tfds.core.GeneratorBasedBuilder):
     """SynthMV as an ArrayRecord dataset; `as_data_source()[split][i]` equals `SynthMV(split, ...)[i]`."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {"1.0.0": "First version.",
-                     "1.1.0": "Easier RGB: 4x4 m room, 0.1 m limbs, noise 3, no pillars."}
+                     "1.1.0": "Easier RGB: 4x4 m room, 0.1 m limbs, noise 3, no pillars.",
+                     "1.2.0": "Optional per-camera soundtracks (audio, audio_mask); clips without audio unchanged."}
     BUILDER_CONFIGS = [
         SynthMvConfig(name="partial", description="4 corner cameras, partially overlapping views"),
         SynthMvConfig(name="full", overlap="full", description="every camera sees the whole room"),
         SynthMvConfig(name="partial_multilabel", multi_label=True, description="two actions per clip"),
+        SynthMvConfig(name="partial_audio", audio=True, description="partial overlap; every camera has a microphone"),
     ]
     DEFAULT_CONFIG_NAME = "partial"
 
@@ -67,7 +74,8 @@ class SynthMv(tfds.core.GeneratorBasedBuilder):
         return self.dataset_info_from_configs(
             features=schema.tfds_features(num_views=c.num_views, num_classes=c.num_classes,
                                           multi_label=c.multi_label, skeleton=(1, 25),
-                                          rgb=(c.image_size, c.image_size), frame_labels=True),
+                                          rgb=(c.image_size, c.image_size), frame_labels=True,
+                                          audio=(c.audio_frames, c.audio_mel_bins) if c.audio else None),
             metadata=tfds.core.MetadataDict(generator=c.generator_fields()),
             description="SynthMV: procedural multi-view actions (vicokd_jax.data.synthetic).")
 
