@@ -11,6 +11,7 @@ from vicokd_jax.models.audio_transformer import AudioTransformer
 from vicokd_jax.models.student import Student
 from vicokd_jax.models.teacher import Teacher
 from vicokd_jax.models.video_transformer import VideoTransformer
+from trained_like import trained_like
 
 B, V, T, HW, C, F, M = 2, 3, 8, 32, 6, 16, 32
 ENCODER = VideoTransformer(num_classes=0, hidden_size=32, depth=1, num_heads=2, mlp_dim=64, tubelet=(2, 8, 8),
@@ -27,19 +28,12 @@ def _inputs(seed=0):
     return rgb, audio, jnp.ones((B, V), bool)
 
 
-def _trained(variables, seed=1):
-    """Perturb every parameter, so zero-initialised blocks are active (as after training)."""
-    leaves, tree = jax.tree.flatten(variables)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    return jax.tree.unflatten(tree, [x + 0.05 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
-
-
 @pytest.fixture(scope="module")
 def hearing_teacher():
     rgb, audio, view_mask = _inputs()
     model = Teacher(C, rgb_encoder=ENCODER, audio_encoder=AUDIO, modalities=("rgb", "audio"), **WIDTH)
     variables = jax.jit(lambda: model.init(jax.random.key(0), None, rgb, view_mask, audio))()
-    return model, _trained(variables)
+    return model, trained_like(variables)
 
 
 def test_a_view_without_soundtrack_is_silent_in_every_stream(hearing_teacher):
@@ -79,7 +73,7 @@ def test_wrong_window_shape_names_the_config_fields(hearing_teacher):
 def test_an_rgb_student_stands_in_for_every_missing_stream_and_l_feat_averages_them():
     rgb, audio, view_mask = _inputs()
     student = Student(C, ENCODER, teacher_width=32, missing=("skeleton", "audio"), **WIDTH)
-    variables = _trained(jax.jit(lambda: student.init(jax.random.key(0), rgb, view_mask))())
+    variables = trained_like(jax.jit(lambda: student.init(jax.random.key(0), rgb, view_mask))())
     assert {"adapter_align", "adapter_align_audio"} <= set(variables["params"])
     out = student.apply(variables, rgb, view_mask)
     assert out["skeleton_tokens"].shape == out["audio_tokens"].shape == (B, V, 4, 32)
@@ -119,7 +113,7 @@ def test_an_audio_student_reads_windows_and_stands_in_for_skeleton_and_rgb():
 def test_the_segment_encoder_is_the_reference_mlp():
     module = SegmentAudioEncoder(max_length=4, num_mel_bins=3, hidden=(5, 6), features=2)
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 4, 3)), jnp.float32)
-    params = _trained(module.init(jax.random.key(0), x))["params"]
+    params = trained_like(module.init(jax.random.key(0), x))["params"]
     h = np.asarray(x).reshape(2, 12)
     for name in ("fc1", "fc2"):
         h = np.maximum(h @ np.asarray(params[name]["kernel"]) + np.asarray(params[name]["bias"]), 0)

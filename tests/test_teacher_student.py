@@ -9,6 +9,7 @@ from vicokd_jax.models.stgcn import STGCN
 from vicokd_jax.models.student import Student
 from vicokd_jax.models.teacher import Teacher
 from vicokd_jax.models.video_transformer import VideoTransformer
+from trained_like import trained_like
 
 B, V, T, HW, C = 2, 3, 8, 32, 6
 ENCODER = VideoTransformer(num_classes=0, hidden_size=32, depth=1, num_heads=2, mlp_dim=64, tubelet=(2, 8, 8),
@@ -27,13 +28,6 @@ def _inputs(seed=0):
 
 def _student(**kw):
     return Student(C, ENCODER, teacher_width=24, **WIDTH, **kw)
-
-
-def _trained(variables, seed=1):
-    """Perturb every parameter, so zero-initialised blocks are active (as after training)."""
-    leaves, tree = jax.tree.flatten(variables)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    return jax.tree.unflatten(tree, [x + 0.05 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +58,15 @@ def test_adapter_is_the_identity_at_init(student_shared):
     for key in without:
         np.testing.assert_allclose(with_adapter[key], without[key], rtol=1e-6, atol=1e-6, err_msg=key)
     # ...and it is not the identity once trained.
-    trained = jax.jit(model.apply)(_trained(variables), rgb, view_mask)
-    trained_plain = jax.jit(plain.apply)({"params": {k: v for k, v in _trained(variables)["params"].items()
+    trained = jax.jit(model.apply)(trained_like(variables), rgb, view_mask)
+    trained_plain = jax.jit(plain.apply)({"params": {k: v for k, v in trained_like(variables)["params"].items()
                                                      if not k.startswith("adapter")}}, rgb, view_mask)
     assert np.abs(np.asarray(trained["logits"] - trained_plain["logits"])).max() > 1e-4
 
 
 def test_shared_weights_permuting_views_permutes_per_view_outputs(student_shared):
     model, variables = student_shared
-    variables = _trained(variables)
+    variables = trained_like(variables)
     rgb, _, view_mask = _inputs()
     perm = np.array([2, 0, 1])
     apply = jax.jit(model.apply)
@@ -93,7 +87,7 @@ def test_a_masked_view_cannot_change_the_sequence_logits(which, student_shared):
         model = Teacher(C, SKELETON, ENCODER, **WIDTH)
         variables = jax.jit(lambda: model.init(jax.random.key(0), skeleton, rgb, view_mask))()
         apply = jax.jit(lambda v, rgb, skel: model.apply(v, skel, rgb, view_mask))
-    variables = _trained(variables)
+    variables = trained_like(variables)
     out = apply(variables, rgb, skeleton)
     noise = np.random.default_rng(5)
     rgb2 = rgb.at[0, 2].set(jnp.asarray(noise.integers(0, 256, rgb.shape[2:]), jnp.uint8))
@@ -221,7 +215,7 @@ def test_rgb_diff_student_ignores_static_appearance_and_rgb_student_does_not():
     offset = jnp.asarray(np.random.default_rng(5).integers(0, 100, (B, V, 1, HW, HW, 3)), jnp.uint8)
     for mode, unchanged in (("rgb_diff", True), ("rgb", False)):
         model = _student(input_mode=mode)
-        variables = _trained(model.init(jax.random.key(0), rgb, view_mask))
+        variables = trained_like(model.init(jax.random.key(0), rgb, view_mask))
         a = model.apply(variables, rgb, view_mask)["logits"]
         b = model.apply(variables, rgb + offset, view_mask)["logits"]
         assert np.allclose(a, b, atol=1e-4) == unchanged, mode

@@ -16,8 +16,8 @@ The audio stream (a teacher with "audio", or an audio student) is one of `AUDIO_
 `config.model.audio_encoder` names another; its input windows are `[F, M]` = (`data.audio_frames`,
 `data.audio_mel_bins`):
 
-    ast_micro   a 2-block, 64-wide AST with 4x4 patches (tests, SynthMV's 16 x 32 windows)
-    ast_small   a 4-block, 128-wide AST with 4x4 patches
+    ast_micro   a 2-block, 64-wide AST with 8x8 patches (tests, smoke runs: 8 patches of SynthMV's 16 x 32 windows)
+    ast_small   a 4-block, 128-wide AST with 8x8 patches (the `synth` preset's)
     ast_base    AST-Base as HF's MIT/ast-finetuned-audioset-10-10-0.4593: 16x16 patches, strides 10, 12 x 768
     multitsf    the MultiSensor-Home reference code's per-segment MLP (F·M -> 512 -> 256 -> 128 -> 384)
 """
@@ -36,10 +36,10 @@ from vicokd_jax.models.teacher import Teacher
 from vicokd_jax.models.video_transformer import VIDEO_TRANSFORMER_PRESETS, VideoTransformer
 
 AUDIO_ENCODERS: dict[str, dict] = {
-    "ast_micro": dict(hidden_size=64, depth=2, num_heads=2, mlp_dim=128, patch_size=4, frequency_stride=4,
-                      time_stride=4),
-    "ast_small": dict(hidden_size=128, depth=4, num_heads=4, mlp_dim=512, patch_size=4, frequency_stride=4,
-                      time_stride=4),
+    "ast_micro": dict(hidden_size=64, depth=2, num_heads=2, mlp_dim=128, patch_size=8, frequency_stride=8,
+                      time_stride=8),
+    "ast_small": dict(hidden_size=128, depth=4, num_heads=4, mlp_dim=512, patch_size=8, frequency_stride=8,
+                      time_stride=8),
     "ast_base": dict(hidden_size=768, depth=12, num_heads=12, mlp_dim=3072, patch_size=16, frequency_stride=10,
                      time_stride=10),
     "multitsf": dict(kind="segment", hidden=(512, 256, 128), features=384),
