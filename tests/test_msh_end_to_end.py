@@ -11,6 +11,9 @@ import pytest
 
 from multisensor_home_files import write_home
 
+# Two to three minutes on 2 CPU cores, half of it in checkpoint saves of the 8-device test mesh.
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMALL = ["model.preset=micro", "model.dtype=float32", "data.image_size=32", "data.num_frames=8",
          "train.steps=4", "teacher.steps=4", "train.batch_size=8", "train.eval_batch_size=8", "train.log_every=2",
@@ -53,7 +56,8 @@ def test_the_teacher_hears_and_sees_and_the_student_only_sees(msh_run):
     for stage in ("teacher", "student"):
         for key in ("map_class", "map_sample"):
             assert 0.0 <= report[stage][key] <= 100.0, (stage, key, report[stage])
-        assert len(report[stage]["per_view_map_class"]) == 5  # the per-view table    export = json.loads((pathlib.Path(report["export"]) / "config.json").read_text())
+        assert len(report[stage]["per_view_map_class"]) == 5  # the per-view table
+    export = json.loads((pathlib.Path(report["export"]) / "config.json").read_text())
     assert sorted(export["input_spec"]) == ["rgb", "view_mask"]  # the student needs RGB only
 
 
