@@ -107,12 +107,43 @@ def test_data_mode_refuses_a_warmup_inside_the_read_ahead(capsys):
     assert "--warmup-batches 2 must exceed grain's read-ahead of 16" in capsys.readouterr().err
 
 
-def test_stgcn_vs_torch_runs_both_and_prints_the_ratio(capsys):
+TINY_STGCN = ["--batch", "2", "--persons", "1", "--frames", "8", "--reps", "1", "--threads", "1",
+              "--channels", "8", "16", "--strides", "1", "2"]
+
+
+def test_stgcn_vs_torch_in_one_process_runs_both_and_prints_the_ratio(capsys):
     pytest.importorskip("torch")
-    assert main(["stgcn-vs-torch", "--batch", "2", "--persons", "1", "--frames", "8", "--reps", "1",
-                "--threads", "1", "--channels", "8", "16", "--strides", "1", "2"]) == 0
+    assert main(["stgcn-vs-torch", *TINY_STGCN, "--in-process"]) == 0
     text = capsys.readouterr().out
     assert "speed-up jax/torch = " in text and "GFLOP/step" in text
+
+
+def test_stgcn_vs_torch_in_separate_processes_starts_both_from_the_same_weights(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "stgcn.json"
+    assert main(["--json", str(out), "stgcn-vs-torch", *TINY_STGCN, "--rounds", "2", "--warmup", "1"]) == 0
+    result = json.loads(out.read_text())
+    for name in ("jax", "torch"):
+        reports = result[name]["reports"]
+        assert [r["kind"] for r in reports] == [f"stgcn-{name}"] * 2  # one process per round
+        assert result[name]["timed_steps"] == 2 and len(result[name]["spread_s"]) == 4
+        assert result[name]["peak_rss_mib"] > 50
+    # Same weights, batch and loss: the two processes compute the same first step.
+    assert result["jax"]["first_loss"] == pytest.approx(result["torch"]["first_loss"], rel=1e-4)
+    assert "speed-up jax/torch = " in capsys.readouterr().out
+
+
+def test_videomae_vs_hf_starts_both_from_the_same_weights(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    out = tmp_path / "videomae.json"
+    assert main(["--json", str(out), "videomae-vs-hf", "--batch", "1", "--frames", "4", "--size", "32",
+                "--hidden", "32", "--depth", "1", "--heads", "2", "--classes", "5", "--rounds", "1",
+                "--warmup", "1", "--steps", "1"]) == 0
+    result = json.loads(out.read_text())
+    assert result["jax"]["first_loss"] == pytest.approx(result["hf"]["first_loss"], rel=1e-4)
+    assert result["hf"]["reports"][0]["kind"] == "videomae-hf" and result["jax"]["compile_s"] > 0
+    text = capsys.readouterr().out
+    assert "speed-up jax/hf = " in text and "peak RSS jax/hf" in text
 
 
 def test_stgcn_steps_per_call_makes_that_many_updates():

@@ -6,6 +6,7 @@
     python -m tools.benchmark data                                              # default SynthMV size vs the step
     python -m tools.benchmark data --tfds synth_mv/partial --data-dir ~/tensorflow_datasets
     python -m tools.benchmark stgcn-vs-torch                                    # B=16, M=2, T=100, NTU-25, SGD
+    python -m tools.benchmark videomae-vs-hf                                    # ViT-S/16, 8x112^2, batch 4, AdamW
     python -m tools.benchmark scaling --presets vit_b16 vit_l16 --devices 8 64  # DP vs FSDP, compile only
 
 Modes:
@@ -20,15 +21,21 @@ Modes:
                   source), against what the student-stage step consumes at the same sizes (clips/s), and the
                   two together (pipeline feeding the step, as in the training loop).
   stgcn-vs-torch  our ST-GCN train step against a PyTorch ST-GCN with pyskl's layout (tools/torch_stgcn.py),
-                  same batch, same optimiser (SGD, Nesterov momentum, weight decay), alternating A, B, A, B
-                  in one process on the same cores; prints both medians and the ratio.
+                  same weights, batch and optimiser (SGD, Nesterov momentum, weight decay). Each framework runs
+                  in its own process (`worker.py`), processes alternated A, B, A, B (`processes.py`); prints
+                  medians, spread, compile time, peak RSS and the ratio. `--in-process`: both in one process,
+                  interleaved (the earlier method).
+  videomae-vs-hf  our video-transformer train step against HF transformers' VideoMAEForVideoClassification
+                  (PyTorch) with the same weights (`vk.convert.video_transformer_from_hf`), AdamW, CE; separate
+                  processes, alternated, as above.
   scaling         compiles (never runs) the student-stage step on fake CPU meshes of N devices, one subprocess
                   per N (the device count is fixed when JAX starts), and reports per-device parameter +
                   optimizer memory for data parallelism (DP: replicated) vs FSDP, and the collectives in the HLO.
 
-Timings on a shared machine are noisy: compare ratios from one run (interleaved), never absolute numbers
+Timings on a shared machine are noisy: compare ratios from one run (alternated), never absolute numbers
 taken at different times.
 
-Code: one module per mode (step.py, data.py, stgcn_vs_torch.py, scaling.py), what several modes share in
-common.py (timing, XLA cost and memory analysis) and train_steps.py (the steps measured), the CLI in __main__.py.
+Code: one module per mode (step.py, data.py, stgcn_vs_torch.py, videomae_vs_hf.py, scaling.py), what several
+modes share in common.py (timing, XLA cost and memory analysis), train_steps.py (the steps measured),
+processes.py and worker.py (one framework per process), the CLI in __main__.py.
 """
