@@ -20,7 +20,7 @@ def evaluate_export(export_dir, split: str | None = None, batch_size: int = 32) 
 
     from vicokd_jax import export as export_lib
     from vicokd_jax.data import datasets, pipeline
-    from vicokd_jax.train import metrics
+    from vicokd_jax.train import metrics, step
 
     predict = export_lib.load(export_dir)
     cfg = ml_collections.ConfigDict(predict.config["experiment"])
@@ -29,9 +29,8 @@ def evaluate_export(export_dir, split: str | None = None, batch_size: int = 32) 
     # The run's own thresholds (visibility, co-visible pairs); an export has no teacher, so no pseudo-label figures.
     acc = metrics.EvalAccumulator.from_config(cfg, "student", class_names=predict.config.get("class_names") or None)
     for batch in pipeline.make_dataset(source, datasets.pipeline_config(cfg, False, batch_size)):
-        if "audio" in predict.input_spec and "audio_mask" in batch:  # an audio student: no soundtrack, no view
-            batch = {**batch, "view_mask": batch["view_mask"] & batch["audio_mask"]}
-        outputs = predict(batch)
+        # The student's inputs as in training (an audio student does not see a view without a soundtrack).
+        outputs = predict(dict(zip(predict.input_spec, step.model_inputs("student", cfg, batch))))
         acc.add({k: np.asarray(v) for k, v in outputs.items()}, batch)
     return acc.result()
 

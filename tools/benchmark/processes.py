@@ -50,6 +50,18 @@ def summarise(reports: list[dict]) -> dict:
             "first_loss": reports[0]["first_loss"], "timed_steps": int(steps.size), "reports": reports}
 
 
+def compare(mode: str, workers: dict[str, list[str]], rounds: int, batch: int) -> dict:
+    """`alternate` the two workers `{ours: argv, peer: argv}` (ours first), print each summary and the speed-up
+    ours/peer -> `{ours: summary, peer: summary, "speedup": peer median / our median}`."""
+    (ours, peer), s = list(workers), alternate(workers, rounds)
+    for name in workers:
+        print(f"{mode}: " + describe(name, s[name], batch), flush=True)
+    ratio = s[peer]["median_s"] / s[ours]["median_s"]
+    print(f"{mode}: speed-up {ours}/{peer} = {ratio:.2f}x; peak RSS {ours}/{peer} = "
+          f"{s[ours]['peak_rss_mib']:.0f} / {s[peer]['peak_rss_mib']:.0f} MiB", flush=True)
+    return {**s, "speedup": ratio}
+
+
 def describe(name: str, s: dict, batch: int) -> str:
     lo, p25, p75, hi = (x * 1e3 for x in s["spread_s"])
     return (f"{name}: {s['median_s'] * 1e3:.0f} ms/step ({batch / s['median_s']:.1f} clips/s), spread "

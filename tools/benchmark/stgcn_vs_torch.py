@@ -7,7 +7,6 @@ step per compiled call, as `train.steps_per_call=1`). `--in-process` times both 
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 from tools.benchmark.common import cost_flops, interleaved_medians, unchunked_kernel_grads
@@ -163,7 +162,7 @@ def worker_argv(args, framework: str, weights: str) -> list[str]:
 def run_processes(args) -> dict:
     import tempfile
 
-    from tools.benchmark.processes import alternate, describe
+    from tools.benchmark.processes import compare
 
     calls = f", {args.steps_per_call} steps per call" if args.steps_per_call > 1 else ""
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,14 +170,8 @@ def run_processes(args) -> dict:
         print(f"stgcn-vs-torch: B={args.batch}, M={args.persons}, T={args.frames}, 25 joints, SGD{calls}; "
               f"{args.rounds} processes each, alternated, {args.warmup} warm-up + {args.reps} timed steps per "
               f"process; torch {args.threads} threads", flush=True)
-        s = alternate({"jax": worker_argv(args, "jax", weights), "torch": worker_argv(args, "torch", weights)},
-                      args.rounds)
-    for name in ("jax", "torch"):
-        print("stgcn-vs-torch: " + describe(name, s[name], args.batch), flush=True)
-    ratio = s["torch"]["median_s"] / s["jax"]["median_s"]
-    print(f"stgcn-vs-torch: speed-up jax/torch = {ratio:.2f}x; peak RSS jax/torch = "
-          f"{s['jax']['peak_rss_mib']:.0f} / {s['torch']['peak_rss_mib']:.0f} MiB", flush=True)
-    return dict(jax=s["jax"], torch=s["torch"], speedup=ratio)
+        return compare("stgcn-vs-torch", {"jax": worker_argv(args, "jax", weights),
+                                          "torch": worker_argv(args, "torch", weights)}, args.rounds, args.batch)
 
 
 def run_in_process(args) -> dict:

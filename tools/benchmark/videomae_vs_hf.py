@@ -119,18 +119,12 @@ def worker_argv(args, framework: str, weights: pathlib.Path) -> list[str]:
 
 
 def run(args) -> dict:
-    from tools.benchmark.processes import alternate, describe
+    from tools.benchmark.processes import compare
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = write_weights(args, pathlib.Path(tmp))
         print(f"videomae-vs-hf: ViT {args.hidden}x{args.depth} ({args.heads} heads), {args.frames}x{args.size}^2, "
               f"tubelet 2, batch {args.batch}, AdamW, CE; {args.rounds} processes each, alternated, "
               f"{args.warmup} warm-up + {args.steps} timed steps per process", flush=True)
-        s = alternate({"jax": worker_argv(args, "jax", weights), "hf": worker_argv(args, "hf", weights)},
-                      args.rounds)
-    for name in ("jax", "hf"):
-        print("videomae-vs-hf: " + describe(name, s[name], args.batch), flush=True)
-    ratio = s["hf"]["median_s"] / s["jax"]["median_s"]
-    print(f"videomae-vs-hf: speed-up jax/hf = {ratio:.2f}x; peak RSS jax/hf = "
-          f"{s['jax']['peak_rss_mib']:.0f} / {s['hf']['peak_rss_mib']:.0f} MiB", flush=True)
-    return dict(jax=s["jax"], hf=s["hf"], speedup=ratio)
+        return compare("videomae-vs-hf", {"jax": worker_argv(args, "jax", weights),
+                                          "hf": worker_argv(args, "hf", weights)}, args.rounds, args.batch)

@@ -133,15 +133,16 @@ def log_mel(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE, num_mel_bins: 
             max_length: int = 1024) -> np.ndarray:
     """AST's input: float32 `[max_length, num_mel_bins]`, the filterbank zero-padded (before normalisation) or cut
     to `max_length` frames, then `(x - AudioSet mean) / (2 · AudioSet std)`."""
+    wave = _mono(waveform, "log_mel")
+    return _windows(wave, np.array([0]), np.array([wave.size]), sample_rate, num_mel_bins, max_length, "log_mel")[0]
+
+
+def _check_window_args(where: str, sample_rate: int, num_mel_bins: int, max_length: int) -> None:
     if sample_rate != SAMPLE_RATE:
-        raise ValueError(f"audio.log_mel: the AST filterbank is defined at {SAMPLE_RATE} Hz, got sample_rate="
+        raise ValueError(f"audio.{where}: the AST filterbank is defined at {SAMPLE_RATE} Hz, got sample_rate="
                          f"{sample_rate}; resample first (audio.load(path, sample_rate={SAMPLE_RATE}))")
     if max_length < 1 or num_mel_bins < 1:
-        raise ValueError(f"audio.log_mel: max_length and num_mel_bins must be >= 1, got {max_length}, {num_mel_bins}")
-    features = fbank(_mono(waveform, "log_mel"), num_mel_bins, sample_rate)[:max_length]
-    padded = np.zeros((max_length, num_mel_bins), np.float32)
-    padded[:len(features)] = features
-    return ((padded - AUDIOSET_MEAN) / (AUDIOSET_STD * 2)).astype(np.float32)
+        raise ValueError(f"audio.{where}: max_length and num_mel_bins must be >= 1, got {max_length}, {num_mel_bins}")
 
 
 def frame_windows(waveform: np.ndarray, num_frames: int, sample_rate: int = SAMPLE_RATE, num_mel_bins: int = 128,
@@ -153,7 +154,7 @@ def frame_windows(waveform: np.ndarray, num_frames: int, sample_rate: int = SAMP
     if num_frames < 1:
         raise ValueError(f"audio.frame_windows: num_frames must be >= 1, got {num_frames}")
     bounds = np.linspace(0, wave.size, num_frames + 1).astype(np.int64)
-    return _windows(wave, bounds[:-1], bounds[1:], sample_rate, num_mel_bins, max_length)
+    return _windows(wave, bounds[:-1], bounds[1:], sample_rate, num_mel_bins, max_length, "frame_windows")
 
 
 def segment_windows(waveform: np.ndarray, starts, duration: float, sample_rate: int = SAMPLE_RATE,
@@ -174,14 +175,15 @@ def segment_windows(waveform: np.ndarray, starts, duration: float, sample_rate: 
     if not np.isfinite(duration) or duration <= 0:
         raise ValueError(f"audio.segment_windows: duration must be > 0 seconds, got {duration}")
     begin = np.rint(starts * sample_rate).astype(np.int64)
-    return _windows(wave, begin, begin + int(round(duration * sample_rate)), sample_rate, num_mel_bins, max_length)
+    return _windows(wave, begin, begin + int(round(duration * sample_rate)), sample_rate, num_mel_bins, max_length,
+                    "segment_windows")
 
 
 def _windows(wave: np.ndarray, begin: np.ndarray, end: np.ndarray, sample_rate: int, num_mel_bins: int,
-             max_length: int) -> np.ndarray:
-    """`log_mel` of each `wave[begin[i]:end[i]]` -> float32 [N, max_length, num_mel_bins] (N may be 0)."""
-    log_mel(np.zeros(0, np.float32), sample_rate, num_mel_bins, max_length)  # the same argument errors
-    # All segments' frames in one batch (the same arithmetic per frame as `log_mel` of each segment).
+             max_length: int, where: str) -> np.ndarray:
+    """The AST window (`log_mel`) of each `wave[begin[i]:end[i]]` -> float32 [N, max_length, num_mel_bins] (N may
+    be 0); all segments' frames go through one batched FFT."""
+    _check_window_args(where, sample_rate, num_mel_bins, max_length)
     end = np.minimum(end, wave.size)
     lengths = np.maximum(end - begin, 0)
     counts = np.where(lengths < FRAME_LENGTH, 0, 1 + (lengths - FRAME_LENGTH) // HOP_LENGTH)

@@ -141,7 +141,7 @@ def build_student(name: str, num_classes: int, dtype: Any = jnp.float32, audio_w
     p = get_preset(name)
     fields = dict(width=p.width, token_frames=p.token_frames, num_heads=p.num_heads, teacher_width=p.width,
                   dtype=dtype)
-    if overrides.get("input_mode") == "audio":
+    if input_modality(overrides.get("input_mode", "rgb")) == "audio":
         return Student(num_classes, audio_encoder=build_audio_encoder(audio_encoder or p.audio, audio_windows, dtype),
                        **{**fields, **overrides})
     return Student(num_classes, build_encoder(name, dtype), **{**fields, **overrides})

@@ -82,7 +82,7 @@ class Student(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
-    def _encode_views(self, encode_one, x, train: bool):
+    def _encode_views(self, encode_one, x):
         """`x [B, V, ...]` -> `encode_one(x [N, ...])`'s outputs with leading `[B, V]`."""
         b, v = x.shape[:2]
         if self.per_view_weights:
@@ -110,11 +110,11 @@ class Student(nn.Module):
                 n, t = windows.shape[:2]
                 return {"frame_tokens": encoder(windows.reshape(n * t, *windows.shape[2:]),
                                                 train=train)["clip"].reshape(n, t, -1)}
-            return self._encode_views(encode_one, x.astype(self.dtype), train)["frame_tokens"]
+            return self._encode_views(encode_one, x.astype(self.dtype))["frame_tokens"]
         pixels = normalize_rgb(x, self.rgb_mean, self.rgb_std, self.dtype)
         if self.input_mode == "rgb_diff":
             pixels = frame_difference(pixels)
-        return self._encode_views(lambda encoder, p: encoder(p, train=train), pixels, train)["frame_tokens"]
+        return self._encode_views(lambda encoder, p: encoder(p, train=train), pixels)["frame_tokens"]
 
     @nn.compact
     def __call__(self, x, view_mask, train: bool = False) -> dict:
