@@ -3,6 +3,7 @@
 These are smoke tests of the measurement, not performance claims (those come from the tool's output).
 """
 import json
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -121,13 +122,21 @@ def test_stgcn_vs_torch_in_one_process_runs_both_and_prints_the_ratio(capsys):
 def test_stgcn_vs_torch_in_separate_processes_starts_both_from_the_same_weights(tmp_path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "stgcn.json"
-    assert main(["--json", str(out), "stgcn-vs-torch", *TINY_STGCN, "--rounds", "2", "--warmup", "1"]) == 0
+    assert main(["--json", str(out), "stgcn-vs-torch", *TINY_STGCN, "--rounds", "2", "--warmup", "1",
+                 "--other-python", sys.executable]) == 0
     result = json.loads(out.read_text())
+    # --other-python: our worker also runs under that interpreter, alternated with the two others.
+    assert [r["kind"] for r in result["jax@other"]["reports"]] == ["stgcn-jax"] * 2
+    assert result["jax@other"]["reports"][0]["jax"] == jax.__version__ and result["other_over_ours"] > 0
     for name in ("jax", "torch"):
         reports = result[name]["reports"]
         assert [r["kind"] for r in reports] == [f"stgcn-{name}"] * 2  # one process per round
         assert result[name]["timed_steps"] == 2 and len(result[name]["spread_s"]) == 4
         assert result[name]["peak_rss_mib"] > 50
+    # Ours at the default settings: the steps per call that train.steps_per_call=0 makes of the NTU-60 teacher
+    # stage's cadence (log 100, eval 2000, checkpoint 1000 of 20000 steps: 5), each call timed per step.
+    assert [r["steps_per_call"] for r in result["jax"]["reports"]] == [5, 5]
+    assert [r["steps_per_call"] for r in result["torch"]["reports"]] == [1, 1]
     # Same weights, batch and loss: the two processes compute the same first step.
     assert result["jax"]["first_loss"] == pytest.approx(result["torch"]["first_loss"], rel=1e-4)
     assert "speed-up jax/torch = " in capsys.readouterr().out
@@ -140,6 +149,8 @@ def test_videomae_vs_hf_starts_both_from_the_same_weights(tmp_path, capsys):
                 "--hidden", "32", "--depth", "1", "--heads", "2", "--classes", "5", "--rounds", "1",
                 "--warmup", "1", "--steps", "1"]) == 0
     result = json.loads(out.read_text())
+    # The NTU-60 student stage's default on CPU: 4 steps per call (divides the cadence of 100), unrolled.
+    assert (result["jax"]["reports"][0]["steps_per_call"], result["jax"]["reports"][0]["unroll"]) == (4, True)
     assert result["jax"]["first_loss"] == pytest.approx(result["hf"]["first_loss"], rel=1e-4)
     assert result["hf"]["reports"][0]["kind"] == "videomae-hf" and result["jax"]["compile_s"] > 0
     text = capsys.readouterr().out
@@ -153,9 +164,11 @@ def test_stgcn_steps_per_call_makes_that_many_updates():
     y = rng.integers(0, 5, 2).astype(np.int32)
     hyper = (5, 0.1, 0.9, 1e-4, [8, 8], [1, 2])
     one = stgcn_vs_torch.jax_stgcn_step(x, y, *hyper)[0]
-    losses = [one() for _ in range(3)]
+    losses = [one() for _ in range(4)]
     three = stgcn_vs_torch.jax_stgcn_step(x, y, *hyper, steps_per_call=3)[0]
-    assert three() == pytest.approx(losses[-1], rel=1e-4) and losses[-1] != pytest.approx(losses[0], rel=1e-4)
+    # A call reports its first step's loss: step 1, then step 4 after three updates.
+    assert three() == pytest.approx(losses[0], rel=1e-4)
+    assert three() == pytest.approx(losses[3], rel=1e-4) and losses[3] != pytest.approx(losses[0], rel=1e-4)
 
 
 def test_scaling_mode_fsdp_shards_state_and_adds_collectives(tmp_path):

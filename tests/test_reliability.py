@@ -171,25 +171,28 @@ def test_fsdp8_checkpoint_restores_onto_a_4_device_data_parallel_mesh(tmp_path):
 # Non-finite losses
 # ------------------------------------------------------------------------------------------------------------
 def _poison_step(monkeypatch, bad_call: int):
-    """Make the teacher's frame loss (only) NaN at the `bad_call`-th step.
+    """Make the teacher's frame loss (only) NaN at the `bad_call`-th step, with one or several steps per call.
 
     Every batch gains a `poison` row vector (0, or NaN at the bad step; same structure: no recompilation) that the
     wrapped `teacher_loss` adds to the frame logits: `loss/frame` goes NaN, `loss/sequence` stays finite.
     """
     calls = {"n": 0}
-    original_batch, original_loss = parallel.global_batch, step_lib.teacher_loss
+    original_batch, original_batches = parallel.global_batch, parallel.global_batches
+    original_loss = step_lib.teacher_loss
 
-    def poisoned_batch(batch, mesh):
+    def poison(batch):
         calls["n"] += 1
-        poison = np.full(len(batch["label"]), np.nan if calls["n"] == bad_call else 0.0, np.float32)
-        return original_batch(dict(batch, poison=poison), mesh)
+        return dict(batch, poison=np.full(len(batch["label"]), np.nan if calls["n"] == bad_call else 0.0,
+                                          np.float32))
 
     def poisoned_loss(out, batch, *args):
         if "poison" in batch:  # not in the ahead-of-time compile, which traces the config's batch
             out = dict(out, frame_logits=out["frame_logits"] + jnp.mean(batch["poison"]))
         return original_loss(out, batch, *args)
 
-    monkeypatch.setattr(parallel, "global_batch", poisoned_batch)
+    monkeypatch.setattr(parallel, "global_batch", lambda batch, mesh: original_batch(poison(batch), mesh))
+    monkeypatch.setattr(parallel, "global_batches",
+                        lambda batches, mesh: original_batches([poison(b) for b in batches], mesh))
     monkeypatch.setattr(step_lib, "teacher_loss", poisoned_loss)
 
 

@@ -31,13 +31,15 @@ def test_the_stage_runs_the_executable_compiled_ahead_of_time(capsys):
     mesh = parallel.make_mesh(-1, 1)
     stage = setup.build_stage("teacher", cfg, "unused", mesh)
     err = capsys.readouterr().err
-    assert "[teacher] train step compiled in" in err and "temporaries" in err, err
+    assert "[teacher] train step (2 steps per call) compiled in" in err and "temporaries" in err, err
     calls = []
     stage.train_step.jitted = lambda *a: calls.append(1)  # a fallback compile would land here
     source = datasets.make_source(cfg, "train")
     host = next(iter(pipeline.make_dataset(source, datasets.pipeline_config(cfg, True, cfg.train.batch_size))))
-    state, metrics = stage.train_step(stage.initial_state(), parallel.global_batch(host, mesh))
-    assert calls == [] and int(state.step) == 1 and np.isfinite(float(metrics["loss/total"]))
+    k = stage.steps_per_call  # chosen from the cadence (checkpoints and logs every 2 of 4 steps): 2
+    assert k == 2
+    state, metrics = stage.train_step(stage.initial_state(), parallel.global_batches([host] * k, mesh))
+    assert calls == [] and int(state.step) == k and np.isfinite(np.asarray(metrics["loss/total"])).all()
 
 
 def test_a_resumed_stage_restores_into_the_abstract_target_without_initialising(tmp_path, monkeypatch):
@@ -57,7 +59,8 @@ def test_a_resumed_stage_restores_into_the_abstract_target_without_initialising(
 
 
 def test_an_rgb_only_teacher_stage_trains_a_step():
-    cfg = vk.config.from_file(SMOKE, FAST + ["model.teacher_modalities=('rgb',)", "stages=('teacher',)"])
+    cfg = vk.config.from_file(SMOKE, FAST + ["model.teacher_modalities=('rgb',)", "stages=('teacher',)",
+                                             "train.steps_per_call=1"])
     mesh = parallel.make_mesh(-1, 1)
     stage = setup.build_stage("teacher", cfg, "unused", mesh)
     assert not any(k.startswith("skeleton") for k in stage.abstract_state.params)

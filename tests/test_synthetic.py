@@ -1,9 +1,10 @@
-"""SynthMV: layout, determinism, the partial-overlap statistics, and what the knobs do."""
+"""SynthMV: layout, determinism, the partial-overlap statistics, what the knobs do, and the rasteriser."""
 import numpy as np
 import pytest
 
 from vicokd_jax.data import schema
 from vicokd_jax.data.synthetic import ACTIONS, SynthConfig, SynthMV
+from vicokd_jax.data.synthetic_render import rasterise
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +124,44 @@ def test_bad_arguments_are_reported():
         SynthConfig(overlap="some")
     with pytest.raises(IndexError, match="out of range"):
         SynthMV("train", 5)[5]
+
+
+def _dense_z_buffer(a, b, za, zb, radius, size, dtype):
+    """Every capsule at every pixel centre, then the nearest per pixel: (capsule, cover, depth) [N, size * size]."""
+    centre = (np.arange(size) + 0.5).astype(dtype)
+    px, py = np.tile(centre, size), np.repeat(centre, size)  # [P]
+    f32 = lambda x: np.asarray(x, np.float32)[..., None]  # noqa: E731  [N, S, 1]
+    ax, ay, dx, dy = f32(a[..., 0]), f32(a[..., 1]), f32(b[..., 0] - a[..., 0]), f32(b[..., 1] - a[..., 1])
+    rx, ry = px - ax, py - ay
+    t = np.clip((rx * dx + ry * dy) / np.maximum(dx * dx + dy * dy, 1e-9), 0.0, 1.0)
+    dist = np.sqrt((rx - t * dx) ** 2 + (ry - t * dy) ** 2)
+    depth = f32(za) + t * (f32(zb) - f32(za))
+    cover = np.clip(f32(radius) + 0.5 - dist, 0.0, 1.0) * ((f32(za) > 0.2) & (f32(zb) > 0.2))
+    nearest = np.where(cover > 0, depth, np.inf).argmin(1)  # [N, P] the first among equals
+    take = lambda x: np.take_along_axis(x, nearest[:, None], 1)[:, 0]  # noqa: E731
+    return nearest, take(cover), take(depth)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rasterise_is_the_dense_z_buffer_bit_for_bit(dtype):
+    rng = np.random.default_rng(0)
+    n, s, size = 3, 9, 16
+    a = rng.uniform(-6, size + 6, (n, s, 2))  # some capsules leave the image
+    b = a + rng.normal(0, 4, (n, s, 2))
+    b[:, 0] = a[:, 0]  # a disc
+    za, zb = rng.uniform(0.1, 4, (n, s)), rng.uniform(0.1, 4, (n, s))  # some ends behind the camera
+    za[:, 1], zb[:, 1] = 0.5, 0.6  # capsule 1 in front of the rest
+    a[:, 2], b[:, 2], za[:, 2], zb[:, 2] = a[:, 1], b[:, 1], za[:, 1], zb[:, 1]  # its equal twin: the first wins
+    radius = rng.uniform(0.2, 4, (n, s))
+    radius[:, 2] = radius[:, 1]
+    seen = rasterise(a, b, za, zb, radius, size, dtype)
+    nearest, cover, depth = _dense_z_buffer(a, b, za, zb, radius, size, dtype)
+    image, pixel = np.nonzero(cover > 0)
+    winners = set(nearest[image, pixel])
+    assert len(image) > 50 and 1 in winners and 2 not in winners and 0 in winners
+    np.testing.assert_array_equal(seen.image, image)
+    np.testing.assert_array_equal(seen.pixel, pixel)
+    np.testing.assert_array_equal(seen.capsule, nearest[image, pixel])
+    for got, want in ((seen.cover, cover[image, pixel]), (seen.depth, depth[image, pixel])):
+        assert got.dtype == want.dtype == dtype
+        np.testing.assert_array_equal(got, want)

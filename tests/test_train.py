@@ -87,9 +87,50 @@ def test_multi_step_calls_end_on_every_log_and_checkpoint_point():
     train.steps_per_call, train.log_every, train.checkpoint_every, train.eval_every = 8, 4, 6, 0
     done, sizes = 0, []
     while done < 13:
-        sizes.append(loop.call_size(done, 13, train))
+        sizes.append(loop.call_size(done, 13, train, 8))
         done += sizes[-1]
     assert sizes == [4, 2, 2, 4, 1]  # to 4 (log), 6 (checkpoint), 8, 12 (both), 13 (the end)
+
+
+def test_steps_per_call_chosen_from_the_cadence_compile_one_call_size():
+    mib = 2**20
+    # gcd(400, 50, 200) = 50: the largest divisor <= 8 is 5; gcd(20000, 100, 2000, 1000) = 100 -> 5 as well.
+    assert setup.auto_steps_per_call([50, 0, 200], 400, mib) == 5
+    assert setup.auto_steps_per_call([100, 2000, 1000], 20000, mib) == 5
+    assert setup.auto_steps_per_call([8, 0, 64], 4096, mib) == 8
+    assert setup.auto_steps_per_call([4, 0, 6], 12, mib) == 2
+    assert setup.auto_steps_per_call([7, 0, 7], 49, mib) == 7
+    assert setup.auto_steps_per_call([50, 0, 200], 401, mib) == 1  # a stage length prime to the cadence
+    # K stacked batches must stay within the per-call input budget (a ViT-B clip batch is hundreds of MiB).
+    assert setup.auto_steps_per_call([8, 0, 64], 4096, 100 * mib) == 2
+    assert setup.auto_steps_per_call([8, 0, 64], 4096, 300 * mib) == 1
+    assert setup.auto_steps_per_call([8, 0, 64], 4096, mib, max_steps=4) == 4
+    # Every call of a stage has that size: no point falls inside a call, so the step compiles once.
+    train = vk.config.default_config("vicokd").train
+    k = setup.auto_steps_per_call([train.log_every, train.eval_every, train.checkpoint_every], train.steps, mib)
+    done, sizes = 0, set()
+    while done < train.steps:
+        sizes.add(loop.call_size(done, train.steps, train, k))
+        done += k
+    assert sizes == {k}
+
+
+def test_the_default_config_chooses_steps_per_call_and_an_explicit_value_wins():
+    cfg = _cfg(SKELETON_ONLY)
+    mesh = parallel.make_mesh(-1, 1)
+    assert cfg.train.steps_per_call == 0  # the default: chosen
+    t = cfg.train
+    expected = setup.auto_steps_per_call([t.log_every, t.eval_every, t.checkpoint_every], t.steps, 1)
+    assert setup.call_plan(cfg, "teacher", t.steps, mesh) == (expected, False) and expected > 1
+    cfg.train.steps_per_call = 1
+    assert setup.call_plan(cfg, "teacher", t.steps, mesh) == (1, False)
+    # A stage with a transformer (the smoke teacher sees skeleton + RGB) gets its steps unrolled, at most 4.
+    assert setup.call_plan(_cfg(), "teacher", 6, mesh) == (3, True)
+    assert setup.call_plan(_cfg(), "teacher", 8, mesh) == (1, False)  # gcd(8, 3, 3) = 1
+    assert setup.call_plan(_cfg(SKELETON_ONLY), "teacher", 6, mesh) == (3, False)  # the ST-GCN alone: a loop
+    assert setup.call_plan(_cfg(SKELETON_ONLY, "train.steps_per_call=2"), "student", 6, mesh) == (2, False)
+    with pytest.raises(ValueError, match="train.steps_per_call=-1"):
+        vk.config.validate(_cfg(SKELETON_ONLY, "train.steps_per_call=-1"))
 
 
 def test_a_stage_trained_with_several_steps_per_call_logs_and_saves_the_same(tmp_path):
@@ -180,21 +221,23 @@ def test_rerun_of_a_finished_run_changes_nothing(smoke_run):
 
 @pytest.mark.slow
 def test_preempted_run_resumes_to_the_same_export(smoke_run, tmp_path, monkeypatch):
+    """SIGTERM during the first call (steps 1-3 of 6, chosen 3 per call) saves step 3, which is no checkpoint
+    point here (checkpoints every 6); the resumed run ends with the reference run's exact export."""
     _, reference = smoke_run
     calls = {"n": 0}
-    original = parallel.global_batch
+    original = parallel.global_batches
 
-    def preempt_after_four(batch, mesh):
+    def preempt_in_the_first_call(batches, mesh):
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == 1:
             preemption.PREEMPTED.set()
-        return original(batch, mesh)
+        return original(batches, mesh)
 
-    monkeypatch.setattr(parallel, "global_batch", preempt_after_four)
-    first = vk.launch.run(_cfg(), tmp_path)
-    assert first.get("preempted") and first["teacher"]["step"] == 4
-    monkeypatch.setattr(parallel, "global_batch", original)
-    second = vk.launch.run(_cfg(), tmp_path)
+    monkeypatch.setattr(parallel, "global_batches", preempt_in_the_first_call)
+    first = vk.launch.run(_cfg("train.checkpoint_every=6"), tmp_path)
+    assert first.get("preempted") and first["teacher"]["step"] == 3
+    monkeypatch.setattr(parallel, "global_batches", original)
+    second = vk.launch.run(_cfg("train.checkpoint_every=6"), tmp_path)
     assert not second.get("preempted")
     assert (tmp_path / "export" / "variables.msgpack").read_bytes() == \
         (reference / "export" / "variables.msgpack").read_bytes()

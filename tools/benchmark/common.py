@@ -44,6 +44,39 @@ def interleaved_medians(fns: dict[str, Callable[[], None]], reps: int, warmup: i
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def repeat_step(step: Callable, steps_per_call: int, num_carry: int, unroll: bool = False) -> Callable:
+    """`step(*carry, *batch) -> (*carry, loss)` (the first `num_carry` arguments are the carry) as one function
+    that makes `steps_per_call` updates on the same batch in a `lax.scan`, as the training loop does over stacked
+    batches with `train.steps_per_call`, and returns the carry and the loss of the call's first step (so that a
+    worker's first loss is step 1's whatever the call size); `unroll`: as straight-line code, not a loop.
+    1: `step` itself."""
+    if steps_per_call == 1:
+        return step
+    import jax
+
+    def steps(*args):
+        carry, batch = tuple(args[:num_carry]), args[num_carry:]
+
+        def one(c, _):
+            *c, loss = step(*c, *batch)
+            return tuple(c), loss
+        carry, losses = jax.lax.scan(one, carry, length=steps_per_call, unroll=unroll)
+        return (*carry, losses[0])
+
+    return steps
+
+
+def experiment_call_plan(experiment: str, stage: str, step_input_bytes: int, overrides=()) -> tuple[int, bool]:
+    """(steps per call, unrolled) that the default `train.steps_per_call=0` makes on CPU for `stage` of
+    `experiment` (a file in experiments/, with `overrides`) when each step reads `step_input_bytes` per host:
+    what a user's run of it does (`vicokd_jax.train.setup.call_plan`'s rule)."""
+    import vicokd_jax as vk
+    from vicokd_jax.train import setup
+
+    cfg = vk.config.from_file(os.path.join(REPO, "experiments", experiment), list(overrides))
+    return setup.cpu_call_plan(cfg, stage, setup.stage_steps_and_lr(stage, cfg)[0], step_input_bytes)
+
+
 def cost_flops(compiled) -> float:
     """FLOPs of one call of a compiled (per-device) program from XLA's cost analysis; nan if unavailable."""
     cost = compiled.cost_analysis()

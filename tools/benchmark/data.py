@@ -63,26 +63,31 @@ def pipeline_rate(source, cfg, batch: int, workers: int, examples: int, warmup_b
     return steps * batch / (time.perf_counter() - start)
 
 
-def fed_rate(cfg, mesh, source, steps: int) -> float:
-    """Clips/s of the student-stage step fed by the training pipeline (`cfg.data.num_workers`), as in the loop."""
+def fed_rate(cfg, mesh, source, steps: int, plan: tuple[int, bool] = (1, False)) -> float:
+    """Clips/s of the student-stage step fed by the training pipeline (`cfg.data.num_workers`), as in the loop:
+    `plan` = (steps per call, unrolled), each call fed that many batches."""
     import jax
 
     from vicokd_jax import parallel
     from vicokd_jax.data import datasets
     from vicokd_jax.data.pipeline import make_dataset
 
-    built = build_step("stage", cfg, mesh)
+    k, unroll = plan
+    built = build_step("stage", cfg, mesh, steps_per_call=k, unroll=unroll)
     fn, state, teacher_vars = built["fn"], built["args"][0], built["args"][2]
     pcfg = dataclasses.replace(datasets.pipeline_config(cfg, True, cfg.train.batch_size), shard_index=0,
                                shard_count=1)
     it = iter(make_dataset(source, pcfg))
-    state, metrics = fn(state, parallel.global_batch(next(it), mesh), teacher_vars)  # compile + worker start-up
+    feed = lambda: (parallel.global_batches([next(it) for _ in range(k)], mesh) if k > 1  # noqa: E731
+                    else parallel.global_batch(next(it), mesh))
+    state, metrics = fn(state, feed(), teacher_vars)  # compile + worker start-up
     jax.block_until_ready(metrics)
+    calls = max(1, -(-steps // k))
     start = time.perf_counter()
-    for _ in range(steps):
-        state, metrics = fn(state, parallel.global_batch(next(it), mesh), teacher_vars)
+    for _ in range(calls):
+        state, metrics = fn(state, feed(), teacher_vars)
     jax.block_until_ready((state, metrics))
-    return steps * cfg.train.batch_size / (time.perf_counter() - start)
+    return calls * k * cfg.train.batch_size / (time.perf_counter() - start)
 
 
 def run(args) -> dict:
@@ -132,19 +137,25 @@ def run(args) -> dict:
     if args.no_step:
         return result
 
-    # The consumer: the student-stage step at the same sizes (default preset), alone, then fed by the pipeline.
+    # The consumer: the student-stage step at the same sizes (default preset), as the loop runs it by default
+    # (`setup.call_plan`: steps per call and unrolling), alone, then fed by the pipeline.
+    from vicokd_jax.train import setup
+
     mesh = parallel.mesh_from_config(cfg.mesh)
-    step = measure_step("stage", cfg, mesh, args.steps, False, None)
+    plan = setup.call_plan(cfg, "student", cfg.train.steps, mesh)
+    step = measure_step("stage", cfg, mesh, max(1, -(-args.steps // plan[0])), False, None, *plan)
+    result["steps_per_call"], result["unroll"] = plan
     result["step_clips_per_s"] = step["clips_per_s"]
     ratios = ", ".join(f"{w} workers {result[f'pipeline_{w}'] / step['clips_per_s']:.2f}x" for w in args.workers)
     if "pipeline_cached_0" in result:
         ratios += f", cached epochs (0 workers) {result['pipeline_cached_0'] / step['clips_per_s']:.2f}x"
-    print(f"data: student-stage step (preset {cfg.model.preset}, batch {batch}) consumes "
+    calls = f", {plan[0]} steps per call{' unrolled' if plan[1] else ''}" if plan[0] > 1 else ""
+    print(f"data: student-stage step (preset {cfg.model.preset}, batch {batch}{calls}) consumes "
           f"{step['clips_per_s']:.1f} clips/s; pipeline / step: {ratios}", flush=True)
     default_workers = cfg.data.num_workers
     if args.fed_workers is not None:
         cfg.data.num_workers = args.fed_workers
-    rate = fed_rate(cfg, mesh, source, args.steps)
+    rate = fed_rate(cfg, mesh, source, args.steps, plan)
     result["loop_clips_per_s"] = rate
     which = "the config default" if cfg.data.num_workers == default_workers else "--fed-workers"
     print(f"data: pipeline ({cfg.data.num_workers} worker(s), {which}) feeding the step: {rate:.1f} "

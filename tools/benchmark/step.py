@@ -15,7 +15,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--method", default="vicokd")
     parser.add_argument("--which", nargs="+", default=list(KINDS), choices=list(KINDS))
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
+    parser.add_argument("--steps", type=int, default=10, help="timed calls (after 2 warm-up calls)")
+    parser.add_argument("--steps-per-call", type=int, default=1,
+                        help="steps per compiled call (lax.scan over stacked batches), as train.steps_per_call; "
+                             "times are per step")
+    parser.add_argument("--unroll", action="store_true", help="those steps unrolled (straight-line), not a loop")
     parser.add_argument("--compile-only", action="store_true", help="compile and analyse; do not run")
     parser.add_argument("--peak-tflops", type=float, help="per-device peak (e.g. 790 for H200 dense bf16): MFU")
 
@@ -25,6 +29,8 @@ def format_result(r: dict, cfg) -> str:
     line = (f"step[{r['kind']:7s}] preset {cfg.model.preset} {cfg.model.dtype} batch {cfg.train.batch_size} "
             f"({cfg.data.num_views} views x {cfg.data.num_frames} x {cfg.data.image_size}^2): compile "
             f"{r['compile_s']:.1f} s, {r['flops'] / 1e12:.3f} TFLOP/step/device")
+    if r.get("steps_per_call", 1) > 1:
+        line += f", {r['steps_per_call']} steps per call{' (unrolled)' if r.get('unroll') else ''}"
     if "step_s" in r:
         line += f", {r['step_s'] * 1e3:.1f} ms/step, {r['clips_per_s']:.2f} clips/s"
     if "mfu" in r:
@@ -43,7 +49,8 @@ def run(args) -> list[dict]:
     mesh = parallel.mesh_from_config(cfg.mesh)
     results = []
     for kind in args.which:
-        r = measure_step(kind, cfg, mesh, args.steps, args.compile_only, args.peak_tflops)
+        r = measure_step(kind, cfg, mesh, args.steps, args.compile_only, args.peak_tflops, args.steps_per_call,
+                         args.unroll)
         print(format_result(r, cfg), flush=True)
         results.append(r)
     return results

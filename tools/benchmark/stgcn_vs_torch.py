@@ -1,15 +1,19 @@
 """`stgcn-vs-torch` mode: our ST-GCN train step against a PyTorch ST-GCN with pyskl's layout (tools/torch_stgcn.py).
 
 By default each framework runs in its own process, alternated (`processes.alternate`), from the same weights (the
-torch model's seed-0 initialisation, imported with `vk.convert.stgcn_from_torch`), at our default settings (one
-step per compiled call, as `train.steps_per_call=1`). `--in-process` times both in one process, interleaved.
+torch model's seed-0 initialisation, imported with `vk.convert.stgcn_from_torch`), at our default settings: the
+steps per compiled call that the default `train.steps_per_call=0` chooses on CPU for an ST-GCN teacher stage of
+experiments/ntu60_xsub_vicokd.py (`model.teacher_modalities=('skeleton',)`; from its log / eval / checkpoint
+cadence: 5, in a scan loop), timed per step.
+`--in-process` times both in one process, interleaved.
 """
 from __future__ import annotations
 
 import os
 import time
 
-from tools.benchmark.common import cost_flops, interleaved_medians, unchunked_kernel_grads
+from tools.benchmark.common import (cost_flops, experiment_call_plan, interleaved_medians, repeat_step,
+                                    unchunked_kernel_grads)
 
 HELP = "ST-GCN train step: ours vs PyTorch, separate processes (or --in-process)"
 
@@ -23,8 +27,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="processes per framework, alternated")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (per process)")
     parser.add_argument("--in-process", action="store_true", help="both frameworks in this process, interleaved")
-    parser.add_argument("--steps-per-call", type=int, default=1,
-                        help="our steps per compiled call (lax.scan), as train.steps_per_call; times are per step")
+    parser.add_argument("--other-python", default="",
+                        help="also time our worker under this interpreter (e.g. a virtualenv with other jax pins)")
+    parser.add_argument("--steps-per-call", type=int, default=0,
+                        help="our steps per compiled call (lax.scan), as train.steps_per_call; times are per step "
+                             "(0: what the default config chooses for the NTU-60 teacher stage)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads (= cores)")
     parser.add_argument("--channels", type=int, nargs="+", default=None,
                         help="block widths (default: the reference ST-GCN)")
@@ -42,6 +49,18 @@ def batch(args):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, args.persons, args.frames, 25, 3), dtype=np.float32)
     return x, rng.integers(0, args.classes, args.batch).astype(np.int32)
+
+
+def steps_per_call(args) -> int:
+    """--steps-per-call, or (0) what `train.steps_per_call=0` chooses on CPU for an ST-GCN teacher stage of
+    experiments/ntu60_xsub_vicokd.py with this batch (a scan loop: `setup.call_plan`)."""
+    if args.steps_per_call > 0:
+        return args.steps_per_call
+    x_bytes = args.batch * args.persons * args.frames * 25 * 3 * 4
+    k, unroll = experiment_call_plan("ntu60_xsub_vicokd.py", "teacher", x_bytes + 4 * args.batch,
+                                     ["model.teacher_modalities=('skeleton',)"])
+    assert not unroll, "an ST-GCN-only stage runs its steps in a loop"
+    return k
 
 
 def hyper(args) -> dict:
@@ -99,15 +118,8 @@ def jax_stgcn_step(x, y, num_classes: int, lr: float, momentum: float, weight_de
 
     carry = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
     x, y = jnp.asarray(x), jnp.asarray(y)
-    def steps(params, batch_stats, opt_state, x, y):  # steps_per_call updates on the same batch
-        def one(c, _):
-            *c, loss = step(*c, x, y)
-            return tuple(c), loss
-        c, losses = jax.lax.scan(one, (params, batch_stats, opt_state), length=steps_per_call)
-        return (*c, losses[-1])
-
     start = time.perf_counter()
-    compiled = jax.jit(steps if steps_per_call > 1 else step, donate_argnums=(0, 1, 2)).lower(*carry, x, y).compile()
+    compiled = jax.jit(repeat_step(step, steps_per_call, 3), donate_argnums=(0, 1, 2)).lower(*carry, x, y).compile()
     compile_s = time.perf_counter() - start
 
     with unchunked_kernel_grads():  # a fresh trace of the same step, for its FLOPs
@@ -151,11 +163,11 @@ def run(args) -> dict:
     return run_in_process(args) if args.in_process else run_processes(args)
 
 
-def worker_argv(args, framework: str, weights: str) -> list[str]:
+def worker_argv(args, framework: str, weights: str, per_call: int = 1) -> list[str]:
     h = hyper(args)
     return [f"stgcn-{framework}", "--weights", weights, "--batch", str(args.batch), "--persons", str(args.persons),
             "--frames", str(args.frames), "--classes", str(args.classes), "--warmup", str(args.warmup),
-            "--steps", str(args.reps), "--threads", str(args.threads), "--steps-per-call", str(args.steps_per_call),
+            "--steps", str(args.reps), "--threads", str(args.threads), "--steps-per-call", str(per_call),
             "--channels", *map(str, h["channels"]), "--strides", *map(str, h["strides"])]
 
 
@@ -164,20 +176,22 @@ def run_processes(args) -> dict:
 
     from tools.benchmark.processes import compare
 
-    calls = f", {args.steps_per_call} steps per call" if args.steps_per_call > 1 else ""
+    per_call = steps_per_call(args)
+    calls = f", ours {per_call} steps per compiled call" if per_call > 1 else ""
     with tempfile.TemporaryDirectory() as tmp:
         weights = write_weights(args, tmp)
         print(f"stgcn-vs-torch: B={args.batch}, M={args.persons}, T={args.frames}, 25 joints, SGD{calls}; "
               f"{args.rounds} processes each, alternated, {args.warmup} warm-up + {args.reps} timed steps per "
               f"process; torch {args.threads} threads", flush=True)
-        return compare("stgcn-vs-torch", {"jax": worker_argv(args, "jax", weights),
-                                          "torch": worker_argv(args, "torch", weights)}, args.rounds, args.batch)
+        return compare("stgcn-vs-torch", {"jax": worker_argv(args, "jax", weights, per_call),
+                                          "torch": worker_argv(args, "torch", weights)}, args.rounds, args.batch,
+                       args.other_python)
 
 
 def run_in_process(args) -> dict:
     x, y = batch(args)
     h = hyper(args)
-    per_call = args.steps_per_call
+    per_call = steps_per_call(args)
     jax_run, compile_s, flops = jax_stgcn_step(x, y, **h, steps_per_call=per_call)
     torch_run = torch_stgcn_step(x, y, threads=args.threads, **h)
     calls = f", {per_call} steps per call" if per_call > 1 else ""

@@ -64,14 +64,18 @@ def synthetic_batch(cfg, batch_size: int, seed: int = 0) -> dict:
     return {k: np.asarray(content[k](s), dtype=s.dtype).reshape(s.shape) for k, s in specs.items()}
 
 
-def build_step(kind: str, cfg, mesh, materialize: bool = True) -> dict:
+def build_step(kind: str, cfg, mesh, materialize: bool = True, steps_per_call: int = 1,
+               unroll: bool = False) -> dict:
     """One jit step of `kind` ("teacher" | "student" | "stage") with its arguments (abstract or concrete).
 
     teacher: the teacher-stage step of `vicokd_jax.train.step`; stage: the student-stage step (frozen teacher
     forward + student forward/backward/update; the teacher's variables random, sharded as in training); student: the
     student alone (cross-entropy on the labels). The batch is `synthetic_batch(cfg, cfg.train.batch_size)`.
     materialize=False: every argument is a ShapeDtypeStruct with its sharding (for `fn.lower(*args).compile()`
-    without allocating anything). Returns dict(fn, args, state_shardings, abstract_state).
+    without allocating anything). steps_per_call K > 1: the step makes K updates in one call over the batch
+    stacked K times `[K, B, ...]`, as the training loop does with `train.steps_per_call` (`unroll`: as
+    straight-line code, not a loop). Returns dict(fn, args,
+    state_shardings, abstract_state).
     """
     import jax
     import jax.numpy as jnp
@@ -92,17 +96,21 @@ def build_step(kind: str, cfg, mesh, materialize: bool = True) -> dict:
     seed = jnp.asarray(cfg.train.seed, jnp.uint32)
     abstract_state = jax.eval_shape(init, seed)
     shardings = state_lib.state_shardings(abstract_state, mesh, cfg.mesh.fsdp_min_size, rules=cfg.mesh.rules)
+    k = steps_per_call
     if materialize:
         state = jax.jit(init, out_shardings=shardings)(seed)
-        batch = parallel.global_batch(synthetic_batch(cfg, n), mesh)
+        host = synthetic_batch(cfg, n)
+        batch = parallel.global_batches([host] * k, mesh) if k > 1 else parallel.global_batch(host, mesh)
     else:
         state = state_lib.abstract_with_shardings(abstract_state, shardings)
-        batch = {k: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=parallel.batch_sharding(mesh))
-                 for k, s in setup.input_specs(cfg, n).items()}
+        sharding = parallel.stacked_batch_sharding(mesh) if k > 1 else parallel.batch_sharding(mesh)
+        batch = {key: jax.ShapeDtypeStruct(((k,) if k > 1 else ()) + s.shape, s.dtype, sharding=sharding)
+                 for key, s in setup.input_specs(cfg, n).items()}
     built = dict(abstract_state=abstract_state, state_shardings=shardings)
 
     if kind == "teacher":
-        fn = step_lib.make_train_step("teacher", model, tx, schedule, cfg, mesh, shardings)
+        fn = step_lib.make_train_step("teacher", model, tx, schedule, cfg, mesh, shardings, steps_per_call=k,
+                                      unroll=unroll)
         return dict(fn=fn, args=(state, batch), **built)
 
     if kind == "stage":
@@ -113,7 +121,7 @@ def build_step(kind: str, cfg, mesh, materialize: bool = True) -> dict:
         teacher_vars = (jax.jit(teacher_init, out_shardings=teacher_shardings)(jax.random.key(1)) if materialize
                         else state_lib.abstract_with_shardings(abstract_teacher, teacher_shardings))
         fn = step_lib.make_train_step("student", model, tx, schedule, cfg, mesh, shardings, teacher,
-                                      teacher_shardings)
+                                      teacher_shardings, steps_per_call=k, unroll=unroll)
         return dict(fn=fn, args=(state, batch, teacher_vars), **built)
 
     def student_step(state, batch):  # the student's own cost: no teacher, plain cross-entropy
@@ -129,21 +137,29 @@ def build_step(kind: str, cfg, mesh, materialize: bool = True) -> dict:
         return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                              model_state=new_ms, opt_state=opt_state), {"loss/total": loss}
 
-    fn = jax.jit(student_step, donate_argnums=(0,), in_shardings=(shardings, parallel.batch_sharding(mesh)),
-                 out_shardings=(shardings, parallel.replicated(mesh)))
+    def student_steps(state, batches):
+        return jax.lax.scan(student_step, state, batches, unroll=unroll)
+
+    batch_sharding = parallel.stacked_batch_sharding(mesh) if k > 1 else parallel.batch_sharding(mesh)
+    fn = jax.jit(student_steps if k > 1 else student_step, donate_argnums=(0,),
+                 in_shardings=(shardings, batch_sharding), out_shardings=(shardings, parallel.replicated(mesh)))
     return dict(fn=fn, args=(state, batch), **built)
 
 
-def measure_step(kind: str, cfg, mesh, steps: int, compile_only: bool, peak_tflops: float | None) -> dict:
-    """Compile time, FLOPs, memory and (unless compile_only) clips/s of one step kind."""
+def measure_step(kind: str, cfg, mesh, steps: int, compile_only: bool, peak_tflops: float | None,
+                 steps_per_call: int = 1, unroll: bool = False) -> dict:
+    """Compile time, FLOPs, memory and (unless compile_only) clips/s of one step kind; with K steps per call,
+    `steps` calls are timed, times per step (FLOPs: of one step)."""
     import jax
 
-    built = build_step(kind, cfg, mesh, materialize=not compile_only)
+    built = build_step(kind, cfg, mesh, materialize=not compile_only, steps_per_call=steps_per_call, unroll=unroll)
     start = time.perf_counter()
     compiled = built["fn"].lower(*built["args"]).compile()
     result = dict(kind=kind, compile_s=time.perf_counter() - start, flops=cost_flops(compiled),
                   memory=memory(compiled), devices=mesh.devices.size)
-    if kind == "teacher":  # the only step that differentiates the ST-GCN: count its chunked loops in full
+    if kind == "teacher" or steps_per_call > 1:
+        # XLA's cost analysis counts a loop body once: the ST-GCN's chunked kernel gradient (the only step that
+        # differentiates it) in full, and one step rather than a call's scan of K.
         with unchunked_kernel_grads():
             unchunked = build_step(kind, cfg, mesh, materialize=False)
             result["flops"] = cost_flops(unchunked["fn"].lower(*unchunked["args"]).compile())
@@ -157,8 +173,8 @@ def measure_step(kind: str, cfg, mesh, steps: int, compile_only: bool, peak_tflo
     for _ in range(steps):  # no host sync inside: dispatch runs ahead, as in the training loop
         state, metrics = compiled(state, *rest)
     jax.block_until_ready((state, metrics))
-    seconds = (time.perf_counter() - start) / steps
-    result.update(step_s=seconds, clips_per_s=cfg.train.batch_size / seconds)
+    seconds = (time.perf_counter() - start) / (steps * steps_per_call)
+    result.update(steps_per_call=steps_per_call, unroll=unroll, step_s=seconds, clips_per_s=cfg.train.batch_size / seconds)
     if peak_tflops:
         result["mfu"] = result["flops"] / seconds / (peak_tflops * 1e12)  # per-device FLOPs vs per-device peak
     return result

@@ -3,7 +3,9 @@
 in its own process, alternated (`processes.alternate`).
 
 Default: ViT-S/16 (12 layers, 384 wide, 6 heads), 8 frames of 112², tubelet 2, batch 4, AdamW, cross-entropy;
-the same batch every step. Both start from the same weights, so their first losses agree (printed).
+the same batch every step. Both start from the same weights, so their first losses agree (printed). Ours runs
+at the default settings: the steps per compiled call that `train.steps_per_call=0` chooses on CPU for the RGB
+student stage of experiments/ntu60_xsub_vicokd.py (4, unrolled), timed per step.
 """
 from __future__ import annotations
 
@@ -28,6 +30,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="processes per framework, alternated")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8, help="timed steps per process")
+    parser.add_argument("--other-python", default="",
+                        help="also time our worker under this interpreter (e.g. a virtualenv with other jax pins)")
+    parser.add_argument("--steps-per-call", type=int, default=0,
+                        help="our steps per compiled call, as train.steps_per_call (a scan loop; 0: what the "
+                             "default config chooses on CPU for the NTU-60 student stage, unrolled)")
 
 
 def hf_config(args) -> dict:
@@ -41,6 +48,17 @@ def batch(args) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, args.frames, args.size, args.size, 3), dtype=np.float32)
     return x, rng.integers(0, args.classes, args.batch).astype(np.int32)
+
+
+def call_plan(args) -> tuple[int, bool]:
+    """(steps per call, unrolled): --steps-per-call in a loop, or (0) what `train.steps_per_call=0` chooses on
+    CPU for experiments/ntu60_xsub_vicokd.py's student stage with this batch (`setup.call_plan`)."""
+    if args.steps_per_call > 0:
+        return args.steps_per_call, False
+    from tools.benchmark.common import experiment_call_plan
+
+    x_bytes = args.batch * args.frames * args.size * args.size * 3 * 4
+    return experiment_call_plan("ntu60_xsub_vicokd.py", "student", x_bytes + 4 * args.batch)
 
 
 def write_weights(args, directory: pathlib.Path) -> pathlib.Path:
@@ -61,6 +79,7 @@ def jax_step(args, weights: pathlib.Path):
     import optax
 
     import vicokd_jax as vk
+    from tools.benchmark.common import repeat_step
 
     config = json.loads(weights.with_suffix(".json").read_text())
     module, variables = vk.convert.video_transformer_from_hf(dict(np.load(weights)), config)
@@ -77,7 +96,8 @@ def jax_step(args, weights: pathlib.Path):
 
     carry = [variables["params"], tx.init(variables["params"])]
     start = time.perf_counter()
-    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(*carry, x, y).compile()
+    stepper = repeat_step(step, args.steps_per_call, 2, unroll=args.unroll)
+    compiled = jax.jit(stepper, donate_argnums=(0, 1)).lower(*carry, x, y).compile()
     compile_s = time.perf_counter() - start
 
     def run():
@@ -111,8 +131,8 @@ def torch_step(args, weights: pathlib.Path, threads: int):
     return run, 0.0
 
 
-def worker_argv(args, framework: str, weights: pathlib.Path) -> list[str]:
-    return [f"videomae-{framework}", "--weights", str(weights), "--batch", str(args.batch), "--frames",
+def worker_argv(args, framework: str, weights: pathlib.Path, per_call: int = 1, unroll: bool = False) -> list[str]:
+    return [f"videomae-{framework}", "--steps-per-call", str(per_call), *(["--unroll"] if unroll else []), "--weights", str(weights), "--batch", str(args.batch), "--frames",
             str(args.frames), "--size", str(args.size), "--hidden", str(args.hidden), "--depth", str(args.depth),
             "--heads", str(args.heads), "--classes", str(args.classes), "--warmup", str(args.warmup), "--steps",
             str(args.steps)]
@@ -121,10 +141,13 @@ def worker_argv(args, framework: str, weights: pathlib.Path) -> list[str]:
 def run(args) -> dict:
     from tools.benchmark.processes import compare
 
+    per_call, unroll = call_plan(args)
+    calls = f"; ours {per_call} steps per compiled call{' (unrolled)' if unroll else ''}" if per_call > 1 else ""
     with tempfile.TemporaryDirectory() as tmp:
         weights = write_weights(args, pathlib.Path(tmp))
         print(f"videomae-vs-hf: ViT {args.hidden}x{args.depth} ({args.heads} heads), {args.frames}x{args.size}^2, "
               f"tubelet 2, batch {args.batch}, AdamW, CE; {args.rounds} processes each, alternated, "
-              f"{args.warmup} warm-up + {args.steps} timed steps per process", flush=True)
-        return compare("videomae-vs-hf", {"jax": worker_argv(args, "jax", weights),
-                                          "hf": worker_argv(args, "hf", weights)}, args.rounds, args.batch)
+              f"{args.warmup} warm-up + {args.steps} timed steps per process{calls}", flush=True)
+        return compare("videomae-vs-hf", {"jax": worker_argv(args, "jax", weights, per_call, unroll),
+                                          "hf": worker_argv(args, "hf", weights)}, args.rounds, args.batch,
+                       args.other_python)

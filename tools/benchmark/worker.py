@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: the cores)")
-    parser.add_argument("--steps-per-call", type=int, default=1)
+    parser.add_argument("--steps-per-call", type=int, default=1, help="jax kinds: steps per compiled call")
+    parser.add_argument("--unroll", action="store_true", help="videomae-jax: those steps unrolled, not a loop")
     # The sizes of either comparison (each kind reads its own).
     for flag, default in (("--batch", 16), ("--persons", 2), ("--frames", 100), ("--classes", 60), ("--size", 112),
                           ("--hidden", 384), ("--depth", 12), ("--heads", 6)):
@@ -58,18 +59,25 @@ def main(argv=None) -> int:
     parser.add_argument("--strides", type=int, nargs="+", default=None)
     args = parser.parse_args(argv)
     run, compile_s = build(args.kind, args)
+    # With K steps per call, --warmup and --steps count steps: whole calls of K, at least one each.
+    per_call = args.steps_per_call if args.kind.endswith("-jax") else 1
     first_loss = run()
-    for _ in range(args.warmup - 1):
+    for _ in range(max(1, -(-args.warmup // per_call)) - 1):
         run()
     times = []
-    for _ in range(args.steps):
+    for _ in range(max(1, -(-args.steps // per_call))):
         start = time.perf_counter()
-        run()  # returns a Python float: the step has finished
-        times.append(time.perf_counter() - start)
-    if args.kind == "stgcn-jax":
-        times = [t / args.steps_per_call for t in times]  # per step
+        run()  # returns a Python float: the call has finished
+        times.append((time.perf_counter() - start) / per_call)  # per step
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"kind": args.kind, "step_s": times, "compile_s": compile_s, "first_loss": first_loss,
+    versions = {"python": sys.version.split()[0]}
+    if args.kind.endswith("-jax"):
+        import jax
+        import flax
+
+        versions.update(jax=jax.__version__, flax=flax.__version__)
+    print(json.dumps({"kind": args.kind, "steps_per_call": per_call, "unroll": args.unroll, "step_s": times, "compile_s": compile_s,
+                      "first_loss": first_loss, **versions,
                       "peak_rss_mib": peak_kib / 1024}))
     return 0
 

@@ -55,9 +55,9 @@ import numpy as np
 from vicokd_jax.data.synthetic_motion import (
     ACTIONS, BONES, HEAD, L_ANKLE, L_ELBOW, L_FOOT, L_HAND, L_HIP, L_KNEE, L_SHOULDER, L_THUMB, L_TIP, L_WRIST, NECK,
     R_ANKLE, R_ELBOW, R_FOOT, R_HAND, R_HIP, R_KNEE, R_SHOULDER, R_THUMB, R_TIP, R_WRIST, SPINE_BASE, SPINE_MID,
-    SPINE_SHOULDER, Pose, action_pose, forward_kinematics, idle_pose, rot_y)
+    SPINE_SHOULDER, Pose, action_pose, forward_kinematics, idle_pose, rot_y, stack_poses)
 from vicokd_jax.data.synthetic_audio import soundtrack
-from vicokd_jax.data.synthetic_render import PART_COLOURS, Camera, background, make_cameras, rasterise
+from vicokd_jax.data.synthetic_render import PART_COLOURS, Camera, Coverage, background, make_cameras, rasterise
 
 __all__ = [
     "ACTIONS", "Camera", "SynthConfig", "SynthMV", "make_cameras",
@@ -70,6 +70,7 @@ __all__ = [
 _SPLIT_IDS = {"train": 0, "test": 1, "validation": 2}
 _CLIP_SECONDS = 3.2  # the T frames span this much time: fps = T / 3.2 (5 fps at T = 16)
 _AUDIO_STREAM = 1601  # the sound's random stream: [seed, split, index, this], apart from the images'
+_BONE_A, _BONE_B = (np.array([bone[k] for bone in BONES]) for k in (0, 1))  # the joints at each capsule's ends
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +148,11 @@ class SynthMV:
                         for _ in range(self.config.occluders)]
         self.view_style = [(scene.uniform(60, 200, 3), scene.uniform(40, 140, 3), int(scene.integers(2**31)))
                            for _ in range(num_views)]
-        self._pillars_seen = [self._pillar_layer(cam) for cam in self.cameras]  # static: rendered once
+        # The static part of every view, rendered once: walls, floor and pillars [V, H * W, 3] and the pillars'
+        # depth [V, H * W] (inf where none).
+        layers = [self._pillar_layer(cam) for cam in self.cameras]
+        self._scenes = np.stack([self._scene(v, *layer) for v, layer in enumerate(layers)])
+        self._pillar_depth = np.stack([depth for _, _, depth in layers])
 
     def __len__(self) -> int:
         return self.num_examples
@@ -220,29 +225,34 @@ class SynthMV:
         heading = rng.uniform(0, 2 * np.pi)
         position = self._sample_position(rng, size)
         drift = rng.normal(0, 0.25, 2) if rng.random() < 0.5 else np.zeros(2)
-        out = np.zeros((t_frames, 25, 3))
+        poses, turns, walks = [], np.zeros(t_frames), np.zeros(t_frames)
         for f in range(t_frames):
             now = f * dt
             current = next((k for k, (s, e) in enumerate(spans) if s <= f < e), None)
             if current is None:
-                pose, walk, turn = idle_pose(now, phase), 0.0, 0.0
+                pose = idle_pose(now, phase)
             else:
                 start, end = spans[current]
-                pose, walk, turn = action_pose(ACTIONS[actions[current]], (f - start) * dt + phase / omega,
-                                                omega, amp, (end - start) * dt)
-            facing = heading + turn
-            step = np.array([np.sin(facing), np.cos(facing)]) * 0.9 * speed * walk + drift
-            position = np.clip(position + step * dt, -cfg.room_half * 0.95, cfg.room_half * 0.95)
-            body = forward_kinematics(pose, size)
-            out[f] = body @ rot_y(facing).T + np.array([position[0], 0.0, position[1]])
-        return out
+                pose, walks[f], turns[f] = action_pose(ACTIONS[actions[current]], (f - start) * dt + phase / omega,
+                                                       omega, amp, (end - start) * dt)
+            poses.append(pose)
+        facing = heading + turns  # [T]
+        steps = np.stack([np.sin(facing), np.cos(facing)], -1) * 0.9 * speed * walks[:, None] + drift  # [T, 2]
+        positions = np.zeros((t_frames, 3))  # the root on the floor: x, 0, z
+        bound = cfg.room_half * 0.95
+        for f in range(t_frames):
+            position = np.clip(position + steps[f] * dt, -bound, bound)
+            positions[f, [0, 2]] = position
+        body = forward_kinematics(stack_poses(poses), size)  # [T, 25, 3]
+        return body @ rot_y(facing).swapaxes(-1, -2) + positions[:, None]
 
     def _sample_position(self, rng, size):
         """A floor position from which at least one camera sees the standing actor (a few tries)."""
         h = self.config.room_half
+        standing = forward_kinematics(Pose(), size)
         for _ in range(20):
             pos = rng.uniform(-0.85 * h, 0.85 * h, 2)
-            body = forward_kinematics(Pose(), size) + np.array([pos[0], 0.0, pos[1]])
+            body = standing + np.array([pos[0], 0.0, pos[1]])
             if any(self._inside_fraction(cam, body) >= 0.8 for cam in self.cameras):
                 return pos
         return pos
@@ -256,74 +266,87 @@ class SynthMV:
     # -------------------------------------------------------------------------------------------- rendering
     def _pillar_layer(self, cam):
         """The static occluders as seen by `cam`: (colour [P, 3], coverage [P], depth [P]; inf where none)."""
-        size = self.image_size
-        centres = np.arange(size, dtype=np.float32) + 0.5
-        px, py = np.tile(centres, size), np.repeat(centres, size)
+        pixels = self.image_size ** 2
+        rgb, cover = np.zeros((pixels, 3), np.float32), np.zeros(pixels, np.float32)
+        depth = np.full(pixels, np.inf, np.float32)
         if not self.pillars:
-            return (np.zeros((size * size, 3), np.float32), np.zeros(size * size, np.float32),
-                    np.full(size * size, np.inf, np.float32))
+            return rgb, cover, depth
         bottoms = np.stack(self.pillars)
         tops = bottoms + np.array([0.0, 2.6, 0.0])
         pb, pt = cam.to_camera(bottoms), cam.to_camera(tops)
         radius = cam.focal * 0.25 / np.maximum((pb[:, 2] + pt[:, 2]) / 2, 0.05)
-        one = lambda x: x[None]  # noqa: E731  a single "frame"
-        rgb, cover, zbuf = rasterise(one(cam.project(pb, size)), one(cam.project(pt, size)), one(pb[:, 2]),
-                                      one(pt[:, 2]), one(radius), np.full((1, len(bottoms), 3), 90.0), px, py)
-        return rgb[0], cover[0], zbuf[0]
+        one = lambda x: x[None]  # noqa: E731  a single image
+        seen = rasterise(one(cam.project(pb, self.image_size)), one(cam.project(pt, self.image_size)),
+                         one(pb[:, 2]), one(pt[:, 2]), one(radius), self.image_size, np.float32)
+        rgb[seen.pixel], cover[seen.pixel], depth[seen.pixel] = 90.0, seen.cover, seen.depth
+        return rgb, cover, depth
+
+    def _scene(self, view, pillar_rgb, pillar_cover, pillar_depth):
+        """View `view`'s walls, floor and pillars before lighting: [H * W, 3] float64."""
+        wall, floor, style_seed = self.view_style[view]
+        scene = background(np.random.default_rng(style_seed), self.image_size, wall, floor, 1.0).reshape(-1, 3)
+        return scene * (1 - pillar_cover[:, None]) + pillar_rgb * pillar_cover[:, None]
 
     def _render(self, rng, world):
         """-> rgb [V, T, H, W, 3] uint8 and per-joint visibility [V, T, 25] bool (in the image, not occluded)."""
-        cfg, size, t = self.config, self.image_size, self.num_frames
         colours = {k: np.clip(np.asarray(c) + rng.normal(0, 25, 3), 20, 255) for k, c in PART_COLOURS.items()}
-        bone_a = np.array([a for a, _, _ in BONES])
-        bone_b = np.array([b for _, b, _ in BONES])
-        bone_rgb = np.broadcast_to(np.stack([colours[p] for _, _, p in BONES]), (t, len(BONES), 3))
+        bone_rgb = np.stack([colours[p] for _, _, p in BONES]).astype(np.float32)  # [S, 3]
+        cam_pts = np.stack([cam.to_camera(world) for cam in self.cameras])  # [V, T, 25, 3]
+        uv = np.stack([cam.project(p, self.image_size) for cam, p in zip(self.cameras, cam_pts)])  # [V, T, 25, 2]
+        z = cam_pts[..., 2]
+        rgb = self._compose(rng, self._draw_actor(uv, z), bone_rgb)
+        return rgb, self._visibility(uv, z)
+
+    def _draw_actor(self, uv, z):
+        """The actor's capsules in every view and frame, in front of the pillars: `Coverage` of V * T images.
+
+        uv [V, T, 25, 2] pixel and z [V, T, 25] camera depth of the joints.
+        """
+        cfg = self.config
         bone_r = np.array([0.11 if p == "head" else cfg.limb_radius * (1.3 if p == "torso" else 1.0)
                            for _, _, p in BONES])
-        images, visibility = [], []
-        for v, cam in enumerate(self.cameras):
-            wall, floor, style_seed = self.view_style[v]
-            light = 1.0 + rng.uniform(-cfg.lighting_jitter, cfg.lighting_jitter)
-            pillar_rgb, pillar_cover, pillar_depth = self._pillars_seen[v]
-            scene = background(np.random.default_rng(style_seed), size, wall, floor, 1.0).reshape(-1, 3)
-            scene = scene * (1 - pillar_cover[:, None]) + pillar_rgb * pillar_cover[:, None]
-            img = np.broadcast_to(scene * light, (t, size * size, 3)).copy()
-            cam_pts = cam.to_camera(world)  # [T, 25, 3]
-            uv = cam.project(cam_pts, size)
-            z = cam_pts[..., 2]
-            seg_za, seg_zb = z[:, bone_a], z[:, bone_b]
-            seg_r = cam.focal * bone_r[None] / np.maximum((seg_za + seg_zb) / 2, 0.2)
-            box = self._actor_box(uv, seg_r, z)
-            if box is not None:
-                # Rasterise the actor only inside its bounding box over the clip, depth-tested against pillars.
-                (x0, x1), (y0, y1) = box
-                xs, ys = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
-                index = (ys * size + xs).ravel()
-                rgb, cover, depth = rasterise(uv[:, bone_a], uv[:, bone_b], seg_za, seg_zb, seg_r, bone_rgb,
-                                               xs.ravel() + 0.5, ys.ravel() + 0.5)
-                cover = cover * (depth < pillar_depth[index])
-                shade = np.clip(1.25 - 0.06 * np.where(np.isfinite(depth), depth, 0.0), 0.5, 1.2)[..., None]
-                img[:, index] = img[:, index] * (1 - cover[..., None]) + rgb * light * shade * cover[..., None]
-            img = img + rng.normal(0, cfg.noise_std, img.shape)
-            images.append(np.clip(img, 0, 255).astype(np.uint8).reshape(t, size, size, 3))
-            inside = (z > 0.2) & np.all((uv >= 0) & (uv < size), -1)
-            pixel = np.clip(uv.astype(int), 0, size - 1)
-            behind_pillar = pillar_depth[pixel[..., 1] * size + pixel[..., 0]] < z
-            visibility.append(inside & ~behind_pillar)
-        return np.stack(images), np.stack(visibility)
+        seg_za, seg_zb = z[..., _BONE_A], z[..., _BONE_B]  # [V, T, S]
+        focal = np.array([cam.focal for cam in self.cameras])[:, None, None]
+        seg_r = focal * bone_r / np.maximum((seg_za + seg_zb) / 2, 0.2)
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731  [V * T, ...]
+        seen = rasterise(flat(uv[:, :, _BONE_A]), flat(uv[:, :, _BONE_B]), flat(seg_za), flat(seg_zb), flat(seg_r),
+                         self.image_size)
+        front = seen.depth < self._pillar_depth[seen.image // self.num_frames, seen.pixel]
+        return Coverage(*(field[front] for field in seen))
 
-    def _actor_box(self, uv, seg_r, z):
-        """Pixel box ((x0, x1), (y0, y1)) holding the actor over the whole clip, or None when out of view."""
-        front = z > 0.2
-        if not front.any():
-            return None
-        margin = seg_r.max() + 1.0
-        pts = uv[front]
-        lo = np.clip(np.floor(pts.min(0) - margin).astype(int), 0, self.image_size)
-        hi = np.clip(np.ceil(pts.max(0) + margin).astype(int), 0, self.image_size)
-        if np.any(hi <= lo):
-            return None
-        return (lo[0], hi[0]), (lo[1], hi[1])
+    def _compose(self, rng, seen, bone_rgb):
+        """Lit scenes, the actor where `seen` (V * T images) and sensor noise: rgb [V, T, H, W, 3] uint8.
+
+        bone_rgb [S, 3] float32 capsule colours. Draws each view's lighting, then its noise, from `rng`.
+        """
+        cfg, size, t, v_count = self.config, self.image_size, self.num_frames, self.num_views
+        view, frame = np.divmod(seen.image, t)
+        bounds = np.searchsorted(view, np.arange(v_count + 1))  # view v's entries: bounds[v]:bounds[v + 1]
+        shade = np.clip(1.25 - 0.06 * seen.depth, 0.5, 1.2)[:, None]  # [K, 1] nearer is brighter
+        rgb = np.empty((v_count, t, size * size, 3), np.uint8)
+        img = np.empty((t, size * size, 3))  # [T, P, 3] one view, reused
+        for v in range(v_count):
+            light = 1.0 + rng.uniform(-cfg.lighting_jitter, cfg.lighting_jitter)
+            rng.standard_normal(out=img)
+            img *= cfg.noise_std  # = rng.normal(0, noise_std, ...): the same numbers from the same stream
+            k = slice(bounds[v], bounds[v + 1])
+            at, cover = (frame[k], seen.pixel[k]), seen.cover[k, None]
+            noise = img[at]
+            lit = self._scenes[v] * light  # [P, 3]
+            img += lit
+            actor = bone_rgb[seen.capsule[k]] * light * shade[k] * cover
+            img[at] = lit[seen.pixel[k]] * (1 - cover) + actor + noise
+            rgb[v] = np.clip(img, 0, 255, out=img)
+        return rgb.reshape(v_count, t, size, size, 3)
+
+    def _visibility(self, uv, z):
+        """[V, T, 25] bool: the joint is in front of the camera, inside the image and not behind a pillar."""
+        size = self.image_size
+        inside = (z > 0.2) & np.all((uv >= 0) & (uv < size), -1)
+        pixel = np.clip(uv.astype(int), 0, size - 1)
+        pixel = (pixel[..., 1] * size + pixel[..., 0]).reshape(self.num_views, -1)  # [V, T * 25]
+        behind_pillar = np.take_along_axis(self._pillar_depth, pixel, 1).reshape(z.shape) < z
+        return inside & ~behind_pillar
 
     # -------------------------------------------------------------------------------------------- outputs
     def _detector(self, rng, visible):

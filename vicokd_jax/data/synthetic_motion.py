@@ -33,42 +33,62 @@ BONES = (
 # ------------------------------------------------------------------------------------------------------------
 # Geometry
 # ------------------------------------------------------------------------------------------------------------
-def rot_x(a):
-    """[3, 3] rotation by `a` radians about the x axis."""
+def _rotation(a, axis):
+    """[..., 3, 3] rotations by the angles `a` [...] (radians) about `axis` (0 = x, 1 = y, 2 = z)."""
     c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    i, j = [k for k in range(3) if k != axis]
+    m = np.zeros(np.shape(a) + (3, 3))
+    m[..., axis, axis] = 1.0
+    m[..., i, i], m[..., j, j] = c, c
+    # About y the sine's sign flips: x' = c x + s z.
+    m[..., i, j], m[..., j, i] = (s, -s) if axis == 1 else (-s, s)
+    return m
+
+
+def rot_x(a):
+    """[..., 3, 3] rotations by the angles `a` [...] (radians) about the x axis."""
+    return _rotation(a, 0)
 
 
 def rot_y(a):
-    """[3, 3] rotation by `a` radians about the y axis."""
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    """[..., 3, 3] rotations by the angles `a` [...] (radians) about the y axis."""
+    return _rotation(a, 1)
 
 
 def rot_z(a):
-    """[3, 3] rotation by `a` radians about the z axis."""
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    """[..., 3, 3] rotations by the angles `a` [...] (radians) about the z axis."""
+    return _rotation(a, 2)
+
+
+def _dot(u, v):
+    """u . v over the last axis, [..., 3] x [..., 3] -> [...], the same numbers as `np.dot` of each pair."""
+    return np.matmul(u[..., None, :], v[..., :, None])[..., 0, 0]
+
+
+def _apply(m, v):
+    """m v: [..., 3, 3] x [3] or [..., 3] -> [..., 3], the same numbers as `m @ v` per matrix."""
+    return np.matmul(m, v[..., None])[..., 0]
 
 
 def unit(v):
-    """`v` scaled to length 1 (a near-zero vector is divided by 1e-9 instead)."""
-    return v / max(np.linalg.norm(v), 1e-9)
+    """Vectors `v` [..., 3] scaled to length 1 (a near-zero vector is divided by 1e-9 instead)."""
+    return v / np.maximum(np.sqrt(_dot(v, v)), 1e-9)[..., None]
 
 
 def _limb_direction(flexion, abduction, side):
-    """Direction of a limb hanging down (0, -1, 0) raised forward by `flexion` and outward by `abduction`.
+    """Direction [..., 3] of a limb hanging down (0, -1, 0) raised forward by `flexion` and outward by `abduction`.
 
-    Body frame: x = the actor's left, y = up, z = forward. `side` = +1 left, -1 right.
+    Body frame: x = the actor's left, y = up, z = forward. `side` = +1 left, -1 right; angles [...] or scalars.
     """
-    return rot_z(side * abduction) @ rot_x(-flexion) @ np.array([0.0, -1.0, 0.0])
+    return _apply(rot_z(side * abduction) @ rot_x(-flexion), np.array([0.0, -1.0, 0.0]))
 
 
 def _bend(direction, angle, towards):
-    """Rotate `direction` by `angle` in the plane spanned with `towards` (elbow / knee flexion)."""
-    perp = towards - np.dot(towards, direction) * direction
-    if np.linalg.norm(perp) < 1e-6:
-        perp = np.array([0.0, 1.0, 0.0]) - direction[1] * direction
+    """Rotate `direction` [..., 3] by `angle` [...] in the plane spanned with `towards` (elbow / knee flexion)."""
+    perp = towards - _dot(towards, direction)[..., None] * direction
+    straight = np.sqrt(_dot(perp, perp)) < 1e-6  # `towards` along `direction`: bend towards the vertical
+    perp = np.where(straight[..., None], np.array([0.0, 1.0, 0.0]) - direction[..., 1:2] * direction, perp)
+    angle = np.asarray(angle)[..., None]
     return unit(np.cos(angle) * direction + np.sin(angle) * unit(perp))
 
 
@@ -86,38 +106,56 @@ class Pose:
     root_dy: float = 0.0
 
 
+def stack_poses(poses) -> Pose:
+    """Frames' `Pose`s -> one `Pose` whose angles are arrays [T] (for `forward_kinematics` of all frames)."""
+    fields = {}
+    for field in dataclasses.fields(Pose):
+        values = [getattr(p, field.name) for p in poses]
+        if isinstance(field.default, tuple):  # (left, right)
+            fields[field.name] = tuple(np.array([v[k] for v in values], float) for k in (0, 1))
+        else:
+            fields[field.name] = np.array(values, float)
+    return Pose(**fields)
+
+
 def forward_kinematics(pose: Pose, size: float) -> np.ndarray:
-    """Forward kinematics: `Pose` -> [25, 3] joints in the body frame (root on the floor below spine base)."""
-    j = np.zeros((25, 3))
+    """Forward kinematics: `Pose` -> [..., 25, 3] joints in the body frame (root on the floor below spine base).
+
+    The pose's angles are scalars ([25, 3] joints) or arrays of one shape [...] (`stack_poses`: [T, 25, 3]).
+    """
     s = size
+    values = [getattr(pose, field.name) for field in dataclasses.fields(Pose)]
+    angles = [a for v in values for a in (v if isinstance(v, tuple) else (v,))]
+    j = np.zeros(np.broadcast_shapes(*(np.shape(a) for a in angles)) + (25, 3))
     hip_height = 0.95 * s + pose.root_dy
-    j[SPINE_BASE] = (0.0, hip_height, 0.0)
-    torso = rot_y(pose.torso_twist) @ rot_x(pose.torso_bend)
-    forward = torso @ np.array([0.0, 0.0, 1.0])
-    up = torso @ np.array([0.0, 1.0, 0.0])
-    j[SPINE_MID] = j[SPINE_BASE] + 0.25 * s * up
-    j[SPINE_SHOULDER] = j[SPINE_BASE] + 0.5 * s * up
-    j[NECK] = j[SPINE_BASE] + 0.58 * s * up
-    j[HEAD] = j[SPINE_BASE] + 0.72 * s * up
+    j[..., SPINE_BASE, 1] = hip_height
+    torso = rot_y(pose.torso_twist) @ rot_x(pose.torso_bend)  # [..., 3, 3]
+    forward = _apply(torso, np.array([0.0, 0.0, 1.0]))
+    up = _apply(torso, np.array([0.0, 1.0, 0.0]))
+    j[..., SPINE_MID, :] = j[..., SPINE_BASE, :] + 0.25 * s * up
+    j[..., SPINE_SHOULDER, :] = j[..., SPINE_BASE, :] + 0.5 * s * up
+    j[..., NECK, :] = j[..., SPINE_BASE, :] + 0.58 * s * up
+    j[..., HEAD, :] = j[..., SPINE_BASE, :] + 0.72 * s * up
     for k, (side, shoulder, elbow, wrist, hand, tip, thumb) in enumerate(
             ((1, L_SHOULDER, L_ELBOW, L_WRIST, L_HAND, L_TIP, L_THUMB),
              (-1, R_SHOULDER, R_ELBOW, R_WRIST, R_HAND, R_TIP, R_THUMB))):
-        j[shoulder] = j[SPINE_SHOULDER] + torso @ np.array([side * 0.18 * s, -0.02 * s, 0.0])
-        upper = torso @ _limb_direction(pose.arm_flex[k], pose.arm_abd[k], side)
-        j[elbow] = j[shoulder] + 0.30 * s * upper
+        j[..., shoulder, :] = j[..., SPINE_SHOULDER, :] + _apply(torso, np.array([side * 0.18 * s, -0.02 * s, 0.0]))
+        upper = _apply(torso, _limb_direction(pose.arm_flex[k], pose.arm_abd[k], side))
+        j[..., elbow, :] = j[..., shoulder, :] + 0.30 * s * upper
         fore = _bend(upper, pose.elbow[k], forward + 0.3 * up)
-        j[wrist] = j[elbow] + 0.27 * s * fore
-        j[hand] = j[wrist] + 0.07 * s * fore
-        j[tip] = j[hand] + 0.06 * s * fore
-        j[thumb] = j[hand] + 0.04 * s * unit(fore - side * 0.8 * (torso @ np.array([1.0, 0.0, 0.0])))
+        j[..., wrist, :] = j[..., elbow, :] + 0.27 * s * fore
+        j[..., hand, :] = j[..., wrist, :] + 0.07 * s * fore
+        j[..., tip, :] = j[..., hand, :] + 0.06 * s * fore
+        outward = side * 0.8 * _apply(torso, np.array([1.0, 0.0, 0.0]))
+        j[..., thumb, :] = j[..., hand, :] + 0.04 * s * unit(fore - outward)
     for k, (side, hip, knee, ankle, foot) in enumerate(((1, L_HIP, L_KNEE, L_ANKLE, L_FOOT),
                                                         (-1, R_HIP, R_KNEE, R_ANKLE, R_FOOT))):
-        j[hip] = j[SPINE_BASE] + np.array([side * 0.1 * s, -0.05 * s, 0.0])
+        j[..., hip, :] = j[..., SPINE_BASE, :] + np.array([side * 0.1 * s, -0.05 * s, 0.0])
         thigh = _limb_direction(pose.hip_flex[k], 0.05, side)
-        j[knee] = j[hip] + 0.45 * s * thigh
-        shin = rot_x(-(pose.hip_flex[k] - pose.knee[k])) @ np.array([0.0, -1.0, 0.0])
-        j[ankle] = j[knee] + 0.43 * s * shin
-        j[foot] = j[ankle] + np.array([0.0, -0.03 * s, 0.12 * s])
+        j[..., knee, :] = j[..., hip, :] + 0.45 * s * thigh
+        shin = _apply(rot_x(-(pose.hip_flex[k] - pose.knee[k])), np.array([0.0, -1.0, 0.0]))
+        j[..., ankle, :] = j[..., knee, :] + 0.43 * s * shin
+        j[..., foot, :] = j[..., ankle, :] + np.array([0.0, -0.03 * s, 0.12 * s])
     return j
 
 

@@ -39,12 +39,12 @@ class StageResult:
     variables: Any = None
 
 
-def call_size(done: int, steps: int, train) -> int:
-    """Steps in the next multi-step call: up to `train.steps_per_call`, ending at the next log, eval or checkpoint
-    point (or the last step), so every such point falls on a call boundary."""
+def call_size(done: int, steps: int, train, per_call: int) -> int:
+    """Steps in the next multi-step call: up to `per_call`, ending at the next log, eval or checkpoint point (or the
+    last step), so every such point falls on a call boundary."""
     every = [e for e in (train.log_every, train.checkpoint_every, train.eval_every) if e > 0]
     next_point = min([steps] + [(done // e + 1) * e for e in every])
-    return min(train.steps_per_call, next_point - done)
+    return min(per_call, next_point - done)
 
 
 def metadata(cfg, stage: str, mesh, step: int) -> dict:
@@ -95,7 +95,7 @@ def train_stage(stage_name: str, cfg, workdir) -> StageResult:
     start = int(state.step)
     writer.truncate(start)  # records a killed run wrote after its last checkpoint are written again below
     progress = Progress(stage_name, steps, start, cfg.train.batch_size)
-    per_call = cfg.train.steps_per_call
+    per_call = stage.steps_per_call
     preempted = False
     pending: dict[str, Any] = writer.last_train_record(steps) if start == steps else {}
     first_bad = None  # device-side record of the first skipped (non-finite) update: no host sync per step
@@ -109,7 +109,7 @@ def train_stage(stage_name: str, cfg, workdir) -> StageResult:
         if per_call == 1:
             batch, n = parallel.global_batch(next(data), mesh), 1
         else:  # the steps up to the next log, eval or checkpoint point, at most per_call, in one call
-            n = call_size(done, steps, cfg.train)
+            n = call_size(done, steps, cfg.train, per_call)
             batch = parallel.global_batches([next(data) for _ in range(n)], mesh)
         state, metrics = stage.train_step(state, batch, *stage.step_extras)
         done += n

@@ -14,6 +14,7 @@ abstract target.
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 import sys
 import time
@@ -73,6 +74,51 @@ def model_init(model, cfg, stage: str) -> Callable[[jax.Array], dict]:
     return init
 
 
+# `train.steps_per_call=0` (auto) on CPU: at most this many steps per call in a `lax.scan` loop (stages that train
+# an ST-GCN alone), or unrolled (stages with a transformer), and their stacked batches at most this large per host.
+# Measured on 2 cores (docs/PERFORMANCE.md): a scan loop makes the NTU-size ST-GCN step 14% faster (XLA:CPU maps
+# the step's temporaries once per call) but the transformer steps 1.2-3.3x slower; unrolled, the transformer steps
+# are 12-31% faster, with memory growing with K.
+AUTO_MAX_STEPS_PER_CALL = 8
+AUTO_MAX_UNROLLED_STEPS = 4
+AUTO_MAX_CALL_INPUT_BYTES = 256 * 2**20
+
+
+def auto_steps_per_call(points: list[int], steps: int, step_input_bytes: int,
+                        max_steps: int = AUTO_MAX_STEPS_PER_CALL) -> int:
+    """The largest K <= max_steps that divides the stage's length and every cadence in `points` (log, eval,
+    checkpoint; 0 = none), so that every call has the same size and the step compiles once, with K batches of
+    `step_input_bytes` each (per host) within AUTO_MAX_CALL_INPUT_BYTES. 1 when nothing larger fits."""
+    period = math.gcd(steps, *[p for p in points if p > 0])
+    fits = [k for k in range(1, max_steps + 1)
+            if period % k == 0 and k * step_input_bytes <= AUTO_MAX_CALL_INPUT_BYTES]
+    return max(fits, default=1)
+
+
+def call_plan(cfg, stage: str, steps: int, mesh) -> tuple[int, bool]:
+    """(steps per compiled call, unrolled) of `stage` (of `steps` steps).
+
+    `train.steps_per_call=K` >= 1: K steps in a scan loop. 0 (the default): one step per call on accelerators;
+    on CPU an ST-GCN-only stage (a teacher over skeletons alone) gets `auto_steps_per_call` in a loop, any other
+    stage (a transformer in it) up to AUTO_MAX_UNROLLED_STEPS unrolled.
+    """
+    if cfg.train.steps_per_call > 0:
+        return cfg.train.steps_per_call, False
+    if jax.default_backend() != "cpu":
+        return 1, False
+    specs = input_specs(cfg, per_host_batch(cfg.train.batch_size, mesh))
+    return cpu_call_plan(cfg, stage, steps, sum(math.prod(s.shape) * s.dtype.itemsize for s in specs.values()))
+
+
+def cpu_call_plan(cfg, stage: str, steps: int, step_input_bytes: int) -> tuple[int, bool]:
+    """`call_plan`'s choice on CPU for `train.steps_per_call=0`, each step reading `step_input_bytes` per host."""
+    unroll = not (stage == "teacher" and tuple(cfg.model.teacher_modalities) == ("skeleton",))
+    t = cfg.train
+    k = auto_steps_per_call([t.log_every, t.eval_every, t.checkpoint_every], steps, step_input_bytes,
+                            AUTO_MAX_UNROLLED_STEPS if unroll else AUTO_MAX_STEPS_PER_CALL)
+    return k, unroll and k > 1
+
+
 def stage_steps_and_lr(stage: str, cfg) -> tuple[int, float]:
     """Steps and peak learning rate of a stage (`teacher.steps` / `teacher.lr` override the train ones)."""
     if stage == "teacher":
@@ -116,6 +162,7 @@ class Stage:
     initial_state: Callable[[], TrainState]  # a fresh state, created sharded (jit with out_shardings)
     train_step: Callable
     eval_step: Callable
+    steps_per_call: int = 1  # every call makes this many steps, or fewer up to a log, eval or checkpoint point
     teacher: Any = None
     teacher_variables: Any = None
 
@@ -137,14 +184,16 @@ def build_stage(stage: str, cfg, workdir, mesh, log=print) -> Stage:
     seed = jnp.asarray(cfg.train.seed, jnp.uint32)
     abstract = jax.eval_shape(init, seed)
     shardings = state_shardings(abstract, mesh, cfg.mesh.fsdp_min_size, rules=cfg.mesh.rules)
+    per_call, unroll = call_plan(cfg, stage, steps, mesh)
     train_step = step_lib.make_train_step(stage, model, tx, schedule, cfg, mesh, shardings, teacher,
-                                          teacher_shardings, steps_per_call=cfg.train.steps_per_call)
+                                          teacher_shardings, steps_per_call=per_call, unroll=unroll)
     compiled = compile_ahead(stage, train_step, abstract_with_shardings(abstract, shardings), cfg, mesh,
-                             teacher_variables, log)
+                             teacher_variables, log, per_call)
     return Stage(name=stage, model=model, steps=steps, mesh=mesh,
                  abstract_state=abstract_with_shardings(abstract, shardings),
                  initial_state=lambda: jax.jit(init, out_shardings=shardings)(seed), train_step=compiled,
-                 eval_step=step_lib.make_eval_step(stage, model, cfg, mesh, teacher), teacher=teacher,
+                 eval_step=step_lib.make_eval_step(stage, model, cfg, mesh, teacher), steps_per_call=per_call,
+                 teacher=teacher,
                  teacher_variables=teacher_variables)
 
 
@@ -157,11 +206,12 @@ def per_host_batch(global_batch_size: int, mesh) -> int:
     return global_batch_size // hosts
 
 
-def compile_ahead(stage: str, train_step, abstract_state, cfg, mesh, teacher_variables, log=print) -> "AheadOfTime":
-    """Compile the train step for the config's batch before any data is read and print its memory analysis
-    (arguments, outputs, temporaries per device), so a config that does not fit fails in seconds."""
+def compile_ahead(stage: str, train_step, abstract_state, cfg, mesh, teacher_variables, log=print,
+                  k: int = 1) -> "AheadOfTime":
+    """Compile the train step (`k` steps per call) for the config's batch before any data is read and print its
+    memory analysis (arguments, outputs, temporaries per device), so a config that does not fit fails in
+    seconds."""
     per_host_batch(cfg.train.batch_size, mesh)
-    k = cfg.train.steps_per_call
     specs = input_specs(cfg, cfg.train.batch_size)
     sharding = parallel.stacked_batch_sharding(mesh) if k > 1 else parallel.batch_sharding(mesh)
     batch = {key: jax.ShapeDtypeStruct(((k,) if k > 1 else ()) + s.shape, s.dtype, sharding=sharding)
@@ -170,7 +220,8 @@ def compile_ahead(stage: str, train_step, abstract_state, cfg, mesh, teacher_var
     t0 = time.perf_counter()
     compiled = train_step.lower(abstract_state, batch, *extras).compile()
     seconds = time.perf_counter() - t0
-    log(f"[{stage}] train step compiled in {seconds:.1f} s; {memory_summary(compiled)}", file=sys.stderr,
+    calls = f" ({k} steps per call)" if k > 1 else ""  # `call_plan`
+    log(f"[{stage}] train step{calls} compiled in {seconds:.1f} s; {memory_summary(compiled)}", file=sys.stderr,
         flush=True)
     return AheadOfTime(train_step, compiled, jax.tree.map(lambda s: s.shape, batch))
 

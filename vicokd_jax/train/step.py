@@ -73,7 +73,7 @@ def model_inputs(stage: str, cfg, batch: dict) -> tuple:
 
 def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedule: optax.Schedule, cfg, mesh,
                     state_shardings: TrainState, teacher=None, teacher_shardings=None,
-                    steps_per_call: int = 1) -> Callable:
+                    steps_per_call: int = 1, unroll: bool = False) -> Callable:
     """-> `step(state, batch[, teacher_variables]) -> (state, metrics)`, jit-compiled once per batch structure.
 
     `batch` holds global arrays (`parallel.global_batch`). Non-finite losses or gradients: the update is skipped
@@ -82,7 +82,8 @@ def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedul
 
     steps_per_call > 1: the function takes the batches of K steps stacked, `[K, B, ...]`
     (`parallel.global_batches`), makes K updates in one `lax.scan`, and returns every metric stacked `[K]`
-    (K is the leading size of the batch, so a shorter call compiles once more).
+    (K is the leading size of the batch, so a shorter call compiles once more); `unroll`: the K steps as
+    straight-line code instead of a loop (`setup.call_plan` says when).
     """
     missing, own = presets.student_missing(cfg), input_modality(cfg.model.student_input)
 
@@ -130,7 +131,7 @@ def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedul
     def steps(state: TrainState, batches: dict, teacher_variables=None):
         # NOTE: K updates per executable: XLA:CPU maps a step's temporaries afresh at every call (page faults,
         # about 10% of an ST-GCN step on 2 cores); a scan pays that once per K steps (docs/PERFORMANCE.md).
-        return jax.lax.scan(lambda s, b: step(s, b, teacher_variables), state, batches)
+        return jax.lax.scan(lambda s, b: step(s, b, teacher_variables), state, batches, unroll=unroll)
 
     if steps_per_call > 1:
         fn, batch_sh = steps, parallel.stacked_batch_sharding(mesh)
