@@ -63,7 +63,7 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         test_split="test",
         temporal_sampling="random_crop",
         flip=False,                 # SynthMV has left/right-specific actions: no flips by default
-        num_workers=1,              # grain worker processes (0: in the main process); 1 overlaps SynthMV rendering
+        num_workers=2,              # grain worker processes (0: in the main process); 2 overlap SynthMV rendering
         cache_examples=True,        # SynthMV on the fly: keep rendered clips in memory (~215 KB each) for later epochs
     ))
 
