@@ -76,9 +76,9 @@ def model_init(model, cfg, stage: str) -> Callable[[jax.Array], dict]:
 
 # `train.steps_per_call=0` (auto) on CPU: at most this many steps per call in a `lax.scan` loop (stages that train
 # an ST-GCN alone), or unrolled (stages with a transformer), and their stacked batches at most this large per host.
-# Measured on 2 cores (docs/PERFORMANCE.md): a scan loop makes the NTU-size ST-GCN step 14% faster (XLA:CPU maps
-# the step's temporaries once per call) but the transformer steps 1.2-3.3x slower; unrolled, the transformer steps
-# are 12-31% faster, with memory growing with K.
+# Measured on 2 cores (docs/PERFORMANCE.md): a scan loop makes the NTU-size ST-GCN step about 17% faster (XLA:CPU
+# maps the step's temporaries once per call) but the transformer steps 1.25-3.8x slower; unrolled, the transformer
+# steps are 16-31% faster, with memory and compile time growing with K.
 AUTO_MAX_STEPS_PER_CALL = 8
 AUTO_MAX_UNROLLED_STEPS = 4
 AUTO_MAX_CALL_INPUT_BYTES = 256 * 2**20
