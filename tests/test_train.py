@@ -128,7 +128,9 @@ def test_the_default_config_chooses_steps_per_call_and_an_explicit_value_wins():
     assert setup.call_plan(_cfg(), "teacher", 6, mesh) == (3, True)
     assert setup.call_plan(_cfg(), "teacher", 8, mesh) == (1, False)  # gcd(8, 3, 3) = 1
     assert setup.call_plan(_cfg(SKELETON_ONLY), "teacher", 6, mesh) == (3, False)  # the ST-GCN alone: a loop
-    assert setup.call_plan(_cfg(SKELETON_ONLY, "train.steps_per_call=2"), "student", 6, mesh) == (2, False)
+    # An explicit K: kept, unrolled or not by the same rule.
+    assert setup.call_plan(_cfg(SKELETON_ONLY, "train.steps_per_call=2"), "student", 6, mesh) == (2, True)
+    assert setup.call_plan(_cfg(SKELETON_ONLY, "train.steps_per_call=2"), "teacher", 6, mesh) == (2, False)
     with pytest.raises(ValueError, match="train.steps_per_call=-1"):
         vk.config.validate(_cfg(SKELETON_ONLY, "train.steps_per_call=-1"))
 

@@ -84,12 +84,13 @@ def write_weights(args, directory) -> str:
 
 
 def jax_stgcn_step(x, y, num_classes: int, lr: float, momentum: float, weight_decay: float, channels, strides,
-                   steps_per_call: int = 1, torch_state_dict=None):
+                   steps_per_call: int = 1, torch_state_dict=None, unroll: bool = False):
     """Our ST-GCN SGD train step (forward, backward, update, BN statistics), compiled; -> (run() closure returning
     the loss, compile seconds, FLOPs of one step from XLA's cost analysis with the kernel gradient unchunked).
 
     steps_per_call > 1: one call makes that many steps in a `lax.scan` (on the same batch), as the training loop
-    does with `train.steps_per_call`; run() then returns after all of them. torch_state_dict: start from these
+    does with `train.steps_per_call` (`unroll`: unrolled); run() then returns after all of them.
+    torch_state_dict: start from these
     weights (pyskl keys, as `torch_stgcn_step` writes them) instead of a fresh initialisation."""
     import jax
     import jax.numpy as jnp
@@ -119,7 +120,8 @@ def jax_stgcn_step(x, y, num_classes: int, lr: float, momentum: float, weight_de
     carry = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
     x, y = jnp.asarray(x), jnp.asarray(y)
     start = time.perf_counter()
-    compiled = jax.jit(repeat_step(step, steps_per_call, 3), donate_argnums=(0, 1, 2)).lower(*carry, x, y).compile()
+    stepper = repeat_step(step, steps_per_call, 3, unroll)
+    compiled = jax.jit(stepper, donate_argnums=(0, 1, 2)).lower(*carry, x, y).compile()
     compile_s = time.perf_counter() - start
 
     with unchunked_kernel_grads():  # a fresh trace of the same step, for its FLOPs

@@ -174,7 +174,8 @@ def measure_step(kind: str, cfg, mesh, steps: int, compile_only: bool, peak_tflo
         state, metrics = compiled(state, *rest)
     jax.block_until_ready((state, metrics))
     seconds = (time.perf_counter() - start) / (steps * steps_per_call)
-    result.update(steps_per_call=steps_per_call, unroll=unroll, step_s=seconds, clips_per_s=cfg.train.batch_size / seconds)
+    result.update(steps_per_call=steps_per_call, unroll=unroll, step_s=seconds,
+                  clips_per_s=cfg.train.batch_size / seconds)
     if peak_tflops:
         result["mfu"] = result["flops"] / seconds / (peak_tflops * 1e12)  # per-device FLOPs vs per-device peak
     return result

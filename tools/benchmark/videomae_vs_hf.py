@@ -33,8 +33,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--other-python", default="",
                         help="also time our worker under this interpreter (e.g. a virtualenv with other jax pins)")
     parser.add_argument("--steps-per-call", type=int, default=0,
-                        help="our steps per compiled call, as train.steps_per_call (a scan loop; 0: what the "
-                             "default config chooses on CPU for the NTU-60 student stage, unrolled)")
+                        help="our steps per compiled call, unrolled, as train.steps_per_call (0: what the "
+                             "default config chooses on CPU for the NTU-60 student stage)")
 
 
 def hf_config(args) -> dict:
@@ -51,10 +51,11 @@ def batch(args) -> tuple[np.ndarray, np.ndarray]:
 
 
 def call_plan(args) -> tuple[int, bool]:
-    """(steps per call, unrolled): --steps-per-call in a loop, or (0) what `train.steps_per_call=0` chooses on
-    CPU for experiments/ntu60_xsub_vicokd.py's student stage with this batch (`setup.call_plan`)."""
+    """(steps per call, unrolled): --steps-per-call (unrolled, as `setup.call_plan` runs a student stage's steps on
+    CPU), or (0) what `train.steps_per_call=0` chooses on CPU for experiments/ntu60_xsub_vicokd.py's student
+    stage with this batch."""
     if args.steps_per_call > 0:
-        return args.steps_per_call, False
+        return args.steps_per_call, args.steps_per_call > 1
     from tools.benchmark.common import experiment_call_plan
 
     x_bytes = args.batch * args.frames * args.size * args.size * 3 * 4
@@ -132,7 +133,8 @@ def torch_step(args, weights: pathlib.Path, threads: int):
 
 
 def worker_argv(args, framework: str, weights: pathlib.Path, per_call: int = 1, unroll: bool = False) -> list[str]:
-    return [f"videomae-{framework}", "--steps-per-call", str(per_call), *(["--unroll"] if unroll else []), "--weights", str(weights), "--batch", str(args.batch), "--frames",
+    return [f"videomae-{framework}", "--steps-per-call", str(per_call), *(["--unroll"] if unroll else []),
+            "--weights", str(weights), "--batch", str(args.batch), "--frames",
             str(args.frames), "--size", str(args.size), "--hidden", str(args.hidden), "--depth", str(args.depth),
             "--heads", str(args.heads), "--classes", str(args.classes), "--warmup", str(args.warmup), "--steps",
             str(args.steps)]

@@ -36,7 +36,7 @@ def build(kind: str, args):
     state_dict = dict(np.load(args.weights)) if args.weights else None
     hyper = st.hyper(args)
     if kind == "stgcn-jax":
-        run, compile_s, _ = st.jax_stgcn_step(x, y, **hyper, steps_per_call=args.steps_per_call,
+        run, compile_s, _ = st.jax_stgcn_step(x, y, **hyper, steps_per_call=args.steps_per_call, unroll=args.unroll,
                                               torch_state_dict=state_dict)
         return run, compile_s
     return st.torch_stgcn_step(x, y, threads=threads, state_dict=state_dict, **hyper), 0.0
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: the cores)")
     parser.add_argument("--steps-per-call", type=int, default=1, help="jax kinds: steps per compiled call")
-    parser.add_argument("--unroll", action="store_true", help="videomae-jax: those steps unrolled, not a loop")
+    parser.add_argument("--unroll", action="store_true", help="jax kinds: those steps unrolled, not a loop")
     # The sizes of either comparison (each kind reads its own).
     for flag, default in (("--batch", 16), ("--persons", 2), ("--frames", 100), ("--classes", 60), ("--size", 112),
                           ("--hidden", 384), ("--depth", 12), ("--heads", 6)):
@@ -76,9 +76,8 @@ def main(argv=None) -> int:
         import flax
 
         versions.update(jax=jax.__version__, flax=flax.__version__)
-    print(json.dumps({"kind": args.kind, "steps_per_call": per_call, "unroll": args.unroll, "step_s": times, "compile_s": compile_s,
-                      "first_loss": first_loss, **versions,
-                      "peak_rss_mib": peak_kib / 1024}))
+    print(json.dumps({"kind": args.kind, "steps_per_call": per_call, "unroll": args.unroll, "step_s": times,
+                      "compile_s": compile_s, "first_loss": first_loss, **versions, "peak_rss_mib": peak_kib / 1024}))
     return 0
 
 

@@ -98,21 +98,28 @@ def auto_steps_per_call(points: list[int], steps: int, step_input_bytes: int,
 def call_plan(cfg, stage: str, steps: int, mesh) -> tuple[int, bool]:
     """(steps per compiled call, unrolled) of `stage` (of `steps` steps).
 
-    `train.steps_per_call=K` >= 1: K steps in a scan loop. 0 (the default): one step per call on accelerators;
-    on CPU an ST-GCN-only stage (a teacher over skeletons alone) gets `auto_steps_per_call` in a loop, any other
-    stage (a transformer in it) up to AUTO_MAX_UNROLLED_STEPS unrolled.
+    `train.steps_per_call=K` >= 1: K steps per call. 0 (the default): one step per call on accelerators; on CPU
+    `auto_steps_per_call`, at most AUTO_MAX_UNROLLED_STEPS for a stage with a transformer. On CPU the steps of a
+    stage with a transformer are unrolled (`unrolled_on_cpu`), whoever chose K; elsewhere they run in a loop.
     """
     if cfg.train.steps_per_call > 0:
-        return cfg.train.steps_per_call, False
+        k = cfg.train.steps_per_call
+        return k, k > 1 and jax.default_backend() == "cpu" and unrolled_on_cpu(cfg, stage)
     if jax.default_backend() != "cpu":
         return 1, False
     specs = input_specs(cfg, per_host_batch(cfg.train.batch_size, mesh))
     return cpu_call_plan(cfg, stage, steps, sum(math.prod(s.shape) * s.dtype.itemsize for s in specs.values()))
 
 
+def unrolled_on_cpu(cfg, stage: str) -> bool:
+    """Whether `stage`'s steps of one call are unrolled on CPU: every stage but one that trains an ST-GCN alone (a
+    teacher over skeletons alone), whose steps gain from a loop."""
+    return not (stage == "teacher" and tuple(cfg.model.teacher_modalities) == ("skeleton",))
+
+
 def cpu_call_plan(cfg, stage: str, steps: int, step_input_bytes: int) -> tuple[int, bool]:
     """`call_plan`'s choice on CPU for `train.steps_per_call=0`, each step reading `step_input_bytes` per host."""
-    unroll = not (stage == "teacher" and tuple(cfg.model.teacher_modalities) == ("skeleton",))
+    unroll = unrolled_on_cpu(cfg, stage)
     t = cfg.train
     k = auto_steps_per_call([t.log_every, t.eval_every, t.checkpoint_every], steps, step_input_bytes,
                             AUTO_MAX_UNROLLED_STEPS if unroll else AUTO_MAX_STEPS_PER_CALL)
