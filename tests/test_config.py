@@ -101,7 +101,7 @@ def test_a_prepared_copy_read_with_other_generator_fields_is_an_error_naming_eac
     with pytest.raises(ValueError) as info:
         datasets.make_source(cfg, "train")
     message = str(info.value)
-    assert "data.room_half=2.0 (the copy has 1.5)" in message and "data.noise_std=5.0 (the copy has 3.0)" in message
+    assert "data.room_half=2.0 (the copy has 1.5)" in message and "data.noise_std=5.0 (the copy has 2.0)" in message
     assert "data.seed" not in message
 
 
@@ -188,3 +188,19 @@ def test_launch_from_standard_input_loads_in_process_and_a_student_only_run_has_
     assert "teacher" not in summary and not (tmp_path / "teacher").exists()
     assert 0.0 <= summary["student"]["top1"] <= 100.0 and "agreement" not in summary["student"]
     assert (tmp_path / "export" / "predictor.jaxexport").exists()
+
+
+def test_a_run_made_before_a_key_existed_is_compared_with_what_it_did():
+    """A config.json without the camera-layout or teacher-input keys was made with v1's values: against today's
+    defaults that is a change; against v1's values it is none."""
+    old = json.loads(json.dumps(config_lib.to_dict(config_lib.default_config("kd"))))
+    for group, key in (("data", "fov_deg"), ("data", "aim_offset"), ("data", "camera_height"),
+                       ("model", "teacher_rgb_input")):
+        del old[group][key]
+    changes = config_lib.result_changes(old, config_lib.default_config("kd"))
+    assert [c.split(":")[0] for c in changes] == ["data.aim_offset", "data.camera_height", "data.fov_deg",
+                                                   "model.teacher_rgb_input"], changes
+    v1 = config_lib.default_config("kd")
+    config_lib.apply_overrides(v1, ["data.fov_deg=62.0", "data.aim_offset=0.45", "data.camera_height=2.6",
+                                    "model.teacher_rgb_input=rgb"])
+    assert config_lib.result_changes(old, v1) == []

@@ -1,8 +1,10 @@
 """SynthMV's output is pinned bit for bit: every array of examples across splits, layouts and knobs.
 
-The digests were computed from the rendering code before it was vectorised; a speed-up (or any refactor) must
-leave every pixel, joint, score, label and audio window exactly as it was. A change that is meant to alter the
-benchmark's data has to update these digests (and say so: results measured on the old data no longer compare).
+`PINNED` holds v1's scene (its room, cameras, limbs and noise, passed explicitly): those digests were computed
+from the rendering code before it was vectorised, so they check that the renderer still draws v1 exactly.
+`PINNED_DEFAULTS` holds the current defaults. A speed-up (or any refactor) must leave every pixel, joint, score,
+label and audio window exactly as it was; a change meant to alter the benchmark's data has to update the
+defaults' digests (and say so: results measured on the old data no longer compare).
 """
 import hashlib
 
@@ -11,26 +13,30 @@ import pytest
 
 from vicokd_jax.data.synthetic import SynthConfig, SynthMV
 
+# v1's scene: a 4x4 m room, 62-degree lenses aimed 0.45 x room_half off-centre from 2.6 m, 0.1 m limbs, noise 3.
+V1_SCENE = dict(room_half=2.0, fov_deg=62.0, aim_offset=0.45, camera_height=2.6, limb_radius=0.1, noise_std=3.0)
 # name -> (split, SynthMV keyword arguments): examples of both splits (and validation), single- and multi-label,
 # both overlaps, with sound, non-default image size, frame count and view count, with and without pillars.
 CASES = {
     "default": ("train", {}),
     "test_split": ("test", {}),
     "multi_label": ("test", {"multi_label": True}),
-    "full_overlap": ("train", {"config": SynthConfig(overlap="full")}),
+    "full_overlap": ("train", {"config": {"overlap": "full"}}),
     "audio": ("train", {"audio": True}),
     "image_size_48": ("test", {"image_size": 48}),
-    "three_views_occluders": ("train", {"num_views": 3, "config": SynthConfig(occluders=2)}),
+    "three_views_occluders": ("train", {"num_views": 3, "config": {"occluders": 2}}),
     "five_views_full_occluders": ("test", {"num_views": 5, "multi_label": True,
-                                           "config": SynthConfig(overlap="full", occluders=3)}),
+                                           "config": {"overlap": "full", "occluders": 3}}),
     "eight_frames_validation": ("validation", {"num_frames": 8, "image_size": 24, "seed": 5}),
 }
 EXAMPLES = [(name, index) for name in CASES for index in (0, 3, 6)]
 
 
-def example(name: str, index: int) -> dict:
+def example(name: str, index: int, scene: dict | None = None) -> dict:
+    """Example `index` of case `name`, its config on top of `scene` (default: v1's)."""
     split, kwargs = CASES[name]
-    return SynthMV(split, 8, **kwargs)[index]
+    scene = V1_SCENE if scene is None else scene
+    return SynthMV(split, 8, **{**kwargs, "config": SynthConfig(**{**scene, **kwargs.get("config", {})})})[index]
 
 
 def digests(e: dict) -> dict:
@@ -164,3 +170,61 @@ def test_every_array_is_the_pinned_one(name, index):
 
 def test_the_pins_cover_every_example():
     assert sorted(PINNED) == sorted(EXAMPLES)
+
+
+# The current defaults (v2's scene), on the cases whose data it changes.
+DEFAULT_CASES = [(name, index) for name in ("default", "test_split", "audio", "full_overlap", "three_views_occluders")
+                 for index in (0, 3)]
+PINNED_DEFAULTS = {
+    ('default', 0): {
+        "frame_labels": "abef7c7295933aba", "human_score": "186236f94af99422", "id": "e795a88f4be8c1b8",
+        "label": "4d431915a6b45084", "rgb": "fef3890a27b89abf", "skeleton": "3bbdd161dad0aec1",
+        "view_mask": "a4f6759e64c7974c"},
+    ('default', 3): {
+        "frame_labels": "ca0dd4c684c4a8df", "human_score": "c95d3f0d5efa44d0", "id": "76d03d8c75f69733",
+        "label": "f54e9bc2ff412fd4", "rgb": "878f1e8f4b3b77a6", "skeleton": "ceb3eb2574ca570c",
+        "view_mask": "a4f6759e64c7974c"},
+    ('test_split', 0): {
+        "frame_labels": "f31fe20601dc9a6d", "human_score": "d077873a98fa0e09", "id": "16bd30093fce206b",
+        "label": "add5e6240be7f28e", "rgb": "4bf35252830f5164", "skeleton": "b9ba309aa13ed9b1",
+        "view_mask": "a4f6759e64c7974c"},
+    ('test_split', 3): {
+        "frame_labels": "8c0c4d021f623c5d", "human_score": "cd8929ebae525b5f", "id": "f34e8375ce7edbae",
+        "label": "577da2db985c4719", "rgb": "aa0c25663e6cdd5b", "skeleton": "0498ace069fde0a9",
+        "view_mask": "a4f6759e64c7974c"},
+    ('audio', 0): {
+        "audio": "fd8748ab6a7e002d", "audio_mask": "a4f6759e64c7974c", "frame_labels": "abef7c7295933aba",
+        "human_score": "186236f94af99422", "id": "e795a88f4be8c1b8", "label": "4d431915a6b45084",
+        "rgb": "fef3890a27b89abf", "skeleton": "3bbdd161dad0aec1", "view_mask": "a4f6759e64c7974c"},
+    ('audio', 3): {
+        "audio": "9c2c2ae1ceec84b4", "audio_mask": "a4f6759e64c7974c", "frame_labels": "ca0dd4c684c4a8df",
+        "human_score": "c95d3f0d5efa44d0", "id": "76d03d8c75f69733", "label": "f54e9bc2ff412fd4",
+        "rgb": "878f1e8f4b3b77a6", "skeleton": "ceb3eb2574ca570c", "view_mask": "a4f6759e64c7974c"},
+    ('full_overlap', 0): {
+        "frame_labels": "abef7c7295933aba", "human_score": "ab83f7b8124bae07", "id": "e795a88f4be8c1b8",
+        "label": "4d431915a6b45084", "rgb": "bbcd9803769a3832", "skeleton": "8a0be8b53885f2f8",
+        "view_mask": "a4f6759e64c7974c"},
+    ('full_overlap', 3): {
+        "frame_labels": "ca0dd4c684c4a8df", "human_score": "e078bb275dec2f3e", "id": "76d03d8c75f69733",
+        "label": "f54e9bc2ff412fd4", "rgb": "d2ff5d714cf3de11", "skeleton": "c1786f0f65885e87",
+        "view_mask": "a4f6759e64c7974c"},
+    ('three_views_occluders', 0): {
+        "frame_labels": "abef7c7295933aba", "human_score": "53d7ed4f8d77a767", "id": "e795a88f4be8c1b8",
+        "label": "4d431915a6b45084", "rgb": "51b620f9b1d1d11c", "skeleton": "3fadb41dcc557ffc",
+        "view_mask": "85a1049e5555f107"},
+    ('three_views_occluders', 3): {
+        "frame_labels": "ca0dd4c684c4a8df", "human_score": "f573d5c2d375d6ea", "id": "76d03d8c75f69733",
+        "label": "f54e9bc2ff412fd4", "rgb": "5efc5b8b14387141", "skeleton": "411e4810a1e93041",
+        "view_mask": "85a1049e5555f107"},
+}
+
+
+@pytest.mark.parametrize("name, index", DEFAULT_CASES)
+def test_the_defaults_are_the_pinned_ones(name, index):
+    got, want = digests(example(name, index, scene={})), PINNED_DEFAULTS[(name, index)]
+    changed = [key for key in want if got.get(key) != want[key]]
+    assert list(got) == list(want) and not changed, f"{name}[{index}]: arrays {changed} differ from the pinned output"
+
+
+def test_the_default_pins_cover_every_case():
+    assert sorted(PINNED_DEFAULTS) == sorted(DEFAULT_CASES)

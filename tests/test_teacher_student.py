@@ -221,3 +221,20 @@ def test_rgb_diff_student_ignores_static_appearance_and_rgb_student_does_not():
         assert np.allclose(a, b, atol=1e-4) == unchanged, mode
     with pytest.raises(ValueError, match="input_mode='flow'"):
         _student(input_mode="flow").init(jax.random.key(0), rgb, view_mask)
+
+
+def test_rgb_diff_teacher_ignores_static_appearance_and_rgb_teacher_does_not():
+    """The teacher's RGB stream with `rgb_input="rgb_diff"` sees differences of consecutive frames: an image added
+    to every frame of a view changes nothing; with raw RGB it does."""
+    rgb, skeleton, view_mask = _inputs()
+    rgb = (rgb // 2).astype(jnp.uint8)
+    offset = jnp.asarray(np.random.default_rng(6).integers(0, 100, (B, V, 1, HW, HW, 3)), jnp.uint8)
+    for mode, unchanged in (("rgb_diff", True), ("rgb", False)):
+        model = Teacher(C, None, ENCODER, modalities=("rgb",), rgb_input=mode, **WIDTH)
+        variables = trained_like(model.init(jax.random.key(0), None, rgb, view_mask))
+        a = model.apply(variables, None, rgb, view_mask)["logits"]
+        b = model.apply(variables, None, rgb + offset, view_mask)["logits"]
+        assert np.allclose(a, b, atol=1e-4) == unchanged, mode
+    with pytest.raises(ValueError, match="rgb_input='flow'"):
+        Teacher(C, None, ENCODER, modalities=("rgb",), rgb_input="flow", **WIDTH).init(
+            jax.random.key(0), None, rgb, view_mask)

@@ -45,9 +45,12 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         multi_label=False,
         overlap="partial",          # SynthMV: partial | full
         # SynthMV difficulty (the generator's defaults; see vicokd_jax.data.synthetic for why they are these).
-        room_half=2.0,              # SynthMV: half the room's side in metres (smaller room = larger actors)
-        limb_radius=0.1,            # SynthMV: limb thickness in metres (RGB difficulty)
-        noise_std=3.0,              # SynthMV: sensor noise in uint8 levels
+        room_half=1.5,              # SynthMV: half the room's side in metres (smaller room = larger actors)
+        fov_deg=52.0,               # SynthMV: horizontal field of view of the partial-overlap cameras (degrees)
+        aim_offset=0.40,            # SynthMV: how far off-centre (x room_half) each partial-overlap camera aims
+        camera_height=2.2,          # SynthMV: mounting height of the partial-overlap cameras (metres)
+        limb_radius=0.14,           # SynthMV: limb thickness in metres (RGB difficulty)
+        noise_std=2.0,              # SynthMV: sensor noise in uint8 levels
         occluders=0,                # SynthMV: pillars in the room
         # Soundtracks: `audio [V, T, F, M]` log-mel windows per view and frame (vicokd_jax.data.audio), F x M =
         # audio_frames x audio_mel_bins. SynthMV generates them (every camera has a microphone); MultiSensor-Home
@@ -74,6 +77,7 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         layout="nturgb+d",          # skeleton graph of the teacher's ST-GCN
         dtype="float32",            # compute dtype (bfloat16 on accelerators); parameters stay float32
         teacher_modalities=("skeleton", "rgb"),  # any of skeleton, rgb, audio (audio needs data.audio)
+        teacher_rgb_input="rgb_diff",  # what the teacher's RGB stream sees: rgb | rgb_diff (as student_input)
         student_input="rgb_diff",   # rgb | rgb_diff (differences of consecutive frames, computed in the model) |
                                     # audio (an audio student: the soundtrack's windows)
         audio_encoder="",           # the audio stream's encoder ("" = the preset's): ast_micro | ast_small |
@@ -90,7 +94,7 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
     cfg.teacher = ml_collections.ConfigDict(dict(
         checkpoint="",              # a run's workdir (or its teacher/ folder) to load when there is no teacher stage
         steps=800,                  # -1: train.steps (800: 98% top-1 on SynthMV in docs/RESULTS.md; 300 gave 86%)
-        lr=-1.0,                    # -1: train.lr
+        lr=1e-3,                    # -1: train.lr
         frame_loss_weight=0.5,      # weight of the frame-level loss (frame logits max-pooled over views)
         view_loss_weight=0.5,       # weight of the per-view loss (each view head vs the label, visibility-weighted)
         view_score_threshold=0.5,   # human_score at or above which a view sees the person in a frame
@@ -98,11 +102,11 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
 
     # ---- optimisation and the loop (both stages) ------------------------------------------------------------
     cfg.train = ml_collections.ConfigDict(dict(
-        steps=400,                  # one SynthMV student run: ~3.5 min on 2 CPU cores (prepared data)
+        steps=2400,                 # one SynthMV student run: see docs/RESULTS.md for its time on 2 CPU cores
         batch_size=16,              # global batch
         seed=0,
         optimizer="adamw",          # adamw | sgd
-        lr=1e-3,
+        lr=2e-3,
         weight_decay=0.05,
         momentum=0.9,               # sgd only
         warmup_steps=50,
@@ -163,6 +167,8 @@ def validate(cfg) -> None:
             student_modality,)
     if cfg.model.student_input not in ("rgb", "rgb_diff", "audio"):
         raise ValueError(f"config.model.student_input={cfg.model.student_input!r}; expected rgb, rgb_diff or audio")
+    if cfg.model.teacher_rgb_input not in ("rgb", "rgb_diff"):
+        raise ValueError(f"config.model.teacher_rgb_input={cfg.model.teacher_rgb_input!r}; expected rgb or rgb_diff")
     _check_audio(cfg)
     datasets.check_modalities(cfg, needed)
     if "student" in stages and methods.needs_teacher(cfg.method):
@@ -302,13 +308,20 @@ EXECUTION_KEYS = frozenset({
 })
 
 
+# Keys added after runs were made whose default is not what those runs did: the value an absent key stands for
+# (SynthMV v1's camera layout, the teacher's raw-RGB stream).
+ABSENT_KEY_VALUES = {"data.fov_deg": 62.0, "data.aim_offset": 0.45, "data.camera_height": 2.6,
+                     "model.teacher_rgb_input": "rgb"}
+
+
 def result_changes(old: dict, new) -> list[str]:
     """`"key: old -> new"` for every key set in both configs whose value differs, except EXECUTION_KEYS.
 
-    `old` is a loaded config.json; `new` a ConfigDict. Keys present in only one of them are not compared: a key
-    added to the defaults after a run was made holds the value that reproduces the earlier behaviour.
+    `old` is a loaded config.json; `new` a ConfigDict. A key of ABSENT_KEY_VALUES missing from `old` takes that
+    value; other keys present in only one of them are not compared: a key added to the defaults after a run was
+    made holds the value that reproduces the earlier behaviour.
     """
-    old_flat = traverse_util.flatten_dict(old, sep=".")
+    old_flat = {**ABSENT_KEY_VALUES, **traverse_util.flatten_dict(old, sep=".")}
     new_flat = traverse_util.flatten_dict(json.loads(json.dumps(to_dict(new))), sep=".")  # tuples -> lists, as saved
     return [f"{key}: {old_flat[key]!r} -> {new_flat[key]!r}" for key in sorted(old_flat.keys() & new_flat.keys())
             if key not in EXECUTION_KEYS and old_flat[key] != new_flat[key]]

@@ -1,8 +1,9 @@
-"""A resumable study over methods, ablations, label fractions, overlap settings and seeds on SynthMV.
+"""A resumable study over methods, ablations, label fractions, overlap settings, teachers and seeds on SynthMV.
 
 Python:
     from vicokd_jax import sweep
     specs = sweep.grid(methods=("kd", "vicokd"), seeds=(0, 1, 2), fractions=(0.1, 1.0))
+    specs += sweep.grid(("kd", "vicokd"), seeds=(0, 1, 2), teachers_for_students=("rgb_audio",))  # audio teacher
     rows = sweep.run_sweep(specs, "runs/study")          # trains each teacher once, skips finished runs
     sweep.write_report(rows, "runs/study")               # results.md, results.csv, plots (vicokd_jax.sweep_report)
 
@@ -10,7 +11,16 @@ CLI:
     python -m vicokd_jax.sweep --root runs/study --prepared runs/tfds --grid study   # docs/RESULTS.md's study
     python -m vicokd_jax.sweep --root runs/s --methods kd vicokd --seeds 0 1 --fractions 0.1 \\
         --override train.steps=200
+    python -m vicokd_jax.sweep --root runs/msh_like --methods kd vicokd --student-teacher rgb_audio --seeds 0 1 2
     python -m vicokd_jax.sweep --root runs/study --report-only         # rebuild the tables from summaries
+
+Teachers (TEACHER_MODALITIES): students distil from STUDENT_TEACHER (skeleton + RGB, ViCoKD's) unless a run names
+another (`RunSpec.teacher`, `grid(teachers_for_students=...)`, `--student-teacher`): rgb, audio, rgb_audio,
+skeleton_rgb_audio, skeleton. A teacher with audio reads SynthMV's soundtracks (`data.audio`, for its students too;
+with --prepared the `partial_audio` copy, so there overlap "full" has no audio teacher). A run with another teacher
+is named `<variant>_lf<fraction>_<overlap>_t<teacher>_s<seed>` (e.g. kd_lf0.1_partial_trgb_audio_s0); the
+default teacher's keep `<variant>_lf<fraction>_<overlap>_s<seed>`. student_only distils from none:
+it runs once, under the default teacher's name.
 
 Layout of `root`: `teachers/<modalities>_<overlap>/` (one teacher per data setting, shared by every student of
 that setting), `runs/<run name>/` (one student run each, with its own summary.json), and the report files. A run
@@ -34,27 +44,41 @@ from vicokd_jax import methods
 from vicokd_jax.sweep_report import read_summary, write_report
 
 STUDENT_METHODS = ("student_only", "kd", "dkd", "fitnet", "mskd", "vicokd", "vicokd_semi")
-TEACHER_MODALITIES = {"skeleton": ("skeleton",), "skeleton_rgb": ("skeleton", "rgb")}
-# The teacher that students distil from (ViCoKD's multi-modal teacher).
+TEACHER_MODALITIES = {"skeleton": ("skeleton",), "skeleton_rgb": ("skeleton", "rgb"), "rgb": ("rgb",),
+                      "audio": ("audio",), "rgb_audio": ("rgb", "audio"),
+                      "skeleton_rgb_audio": ("skeleton", "rgb", "audio")}
+# The teacher that students distil from unless a run names another (ViCoKD's multi-modal teacher).
 STUDENT_TEACHER = "skeleton_rgb"
+
+
+def _distils(method: str, ablation: str = "") -> bool:
+    """Whether the variant's objective has a teacher term (student_only has none)."""
+    return methods.needs_teacher(methods.method_config(method, ablation or None))
 
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """One student run: a method (with an optional ViCoKD ablation) in one data setting with one seed."""
+    """One student run: a method (with an optional ViCoKD ablation) in one data setting with one seed, distilling
+    from the teacher `teacher` (a key of TEACHER_MODALITIES) of that setting."""
 
     method: str
     seed: int = 0
     labeled_fraction: float = 0.1
     overlap: str = "partial"
     ablation: str = ""
+    teacher: str = STUDENT_TEACHER
 
     def __post_init__(self):
-        methods.method_config(self.method, self.ablation or None)  # raises for unknown names
+        distils = _distils(self.method, self.ablation)  # raises for unknown names
         if self.overlap not in ("partial", "full"):
             raise ValueError(f"RunSpec.overlap must be 'partial' or 'full', got {self.overlap!r}")
         if not 0.0 < self.labeled_fraction <= 1.0:
             raise ValueError(f"RunSpec.labeled_fraction must be in (0, 1], got {self.labeled_fraction}")
+        if self.teacher not in TEACHER_MODALITIES:
+            raise ValueError(f"RunSpec.teacher must be one of {list(TEACHER_MODALITIES)}, got {self.teacher!r}")
+        if not distils and self.teacher != STUDENT_TEACHER:
+            raise ValueError(f"RunSpec.teacher={self.teacher!r}: {self.variant} distils from no teacher; leave the "
+                             f"teacher at {STUDENT_TEACHER!r} (one run per setting, not one per unused teacher)")
 
     @property
     def variant(self) -> str:
@@ -62,19 +86,26 @@ class RunSpec:
 
     @property
     def group(self) -> str:
-        """The name shared by the seeds of one setting (a row of the results table)."""
-        return f"{self.variant.replace('/', '-')}_lf{self.labeled_fraction:g}_{self.overlap}"
+        """The name shared by the seeds of one setting (a row of the results table); `_t<teacher>` at the end for
+        a teacher other than STUDENT_TEACHER (the default teacher's names predate the field)."""
+        suffix = "" if self.teacher == STUDENT_TEACHER else f"_t{self.teacher}"
+        return f"{self.variant.replace('/', '-')}_lf{self.labeled_fraction:g}_{self.overlap}{suffix}"
 
     @property
     def name(self) -> str:
         return f"{self.group}_s{self.seed}"
 
 
-def grid(methods=STUDENT_METHODS, seeds=(0,), fractions=(0.1,), overlaps=("partial",), ablations=()) -> list:
-    """The product of methods × fractions × overlaps × seeds, plus ViCoKD ablations over the same settings."""
-    specs = [RunSpec(m, s, f, o) for m, f, o, s in itertools.product(methods, fractions, overlaps, seeds)]
-    specs += [RunSpec("vicokd", s, f, o, a) for a, f, o, s in itertools.product(ablations, fractions, overlaps, seeds)]
-    return specs
+def grid(methods=STUDENT_METHODS, seeds=(0,), fractions=(0.1,), overlaps=("partial",), ablations=(),
+         teachers_for_students=(STUDENT_TEACHER,)) -> list:
+    """The product of methods × teachers_for_students × fractions × overlaps × seeds, plus ViCoKD ablations over
+    the same settings. A method without a teacher term (student_only) runs once per setting, under
+    STUDENT_TEACHER's name, whatever `teachers_for_students` lists."""
+    teachers = (teachers_for_students,) if isinstance(teachers_for_students, str) else tuple(teachers_for_students)
+    variants = [(m, "") for m in methods] + [("vicokd", a) for a in ablations]
+    return [RunSpec(m, s, f, o, a, t) for m, a in variants
+            for t in (teachers if _distils(m, a) else (STUDENT_TEACHER,))
+            for f, o, s in itertools.product(fractions, overlaps, seeds)]
 
 
 def study_grid(seeds=(0, 1, 2)) -> list:
@@ -92,9 +123,24 @@ def study_grid(seeds=(0, 1, 2)) -> list:
 # ------------------------------------------------------------------------------------------------------------
 # Configs
 # ------------------------------------------------------------------------------------------------------------
+def prepared_config(overlap: str, audio: bool) -> str:
+    """The SynthMV builder config (synth_mv.SynthMv.BUILDER_CONFIGS) that --prepared reads for one overlap setting,
+    with soundtracks (`audio`: a teacher with audio, or its student) or without."""
+    from vicokd_jax.data.builders import synth_mv
+
+    name = f"{overlap}_audio" if audio else overlap
+    names = [c.name for c in synth_mv.SynthMv.BUILDER_CONFIGS]
+    if name not in names:
+        raise ValueError(f"--prepared (data_dir): SynthMV has no builder config {name!r} for overlap {overlap!r}"
+                         + (" with an audio teacher (soundtracks)" if audio else "") + f"; its configs are {names}. "
+                         "Drop --prepared to generate the clips on the fly, or choose another overlap or teacher")
+    return name
+
+
 def _use_prepared(cfg, data_dir, overrides) -> None:
-    """Read SynthMV from the prepared ArrayRecord copy in `data_dir` (builder config = the overlap setting), with
-    the generator fields set to the ones that copy was built with (so the config says what the runs read)."""
+    """Read SynthMV from the prepared ArrayRecord copy in `data_dir` (builder config: `prepared_config` of the
+    overlap setting and `data.audio`), with the generator fields set to the ones that copy was built with (so the
+    config says what the runs read)."""
     from vicokd_jax.data import datasets
     from vicokd_jax.data.builders import synth_mv
 
@@ -103,23 +149,25 @@ def _use_prepared(cfg, data_dir, overrides) -> None:
     if fixed:
         raise ValueError(f"overrides {fixed} change how SynthMV is generated, but the runs read the prepared copy in "
                          f"{data_dir}, built with the builder config's settings; drop --prepared to generate on the fly")
-    builder_config = {c.name: c for c in synth_mv.SynthMv.BUILDER_CONFIGS}[cfg.data.overlap]
+    name = prepared_config(cfg.data.overlap, cfg.data.audio)
+    builder_config = {c.name: c for c in synth_mv.SynthMv.BUILDER_CONFIGS}[name]
     for field, value in builder_config.generator_fields().items():
         cfg.data[field] = value
-    cfg.data.tfds_config = cfg.data.overlap
+    cfg.data.tfds_config = builder_config.name
     cfg.data.data_dir = str(pathlib.Path(data_dir).absolute())
     cfg.data.num_workers = 0  # reading ArrayRecord is cheap; a worker process only competes for the cores
 
 
-def prepare_data(data_dir, overlaps, log=print) -> None:
-    """Build the SynthMV ArrayRecord copy of each overlap setting in `data_dir` once (TFDS skips finished ones)."""
+def prepare_data(data_dir, configs, log=print) -> None:
+    """Build the SynthMV ArrayRecord copy of each builder config in `configs` (`prepared_config`'s names, e.g.
+    "partial", "full", "partial_audio") in `data_dir` once (TFDS skips finished ones)."""
     from vicokd_jax.data import builders
 
-    for overlap in overlaps:
-        log(f"[sweep] SynthMV/{overlap} in {data_dir} (built once: about 2 minutes on 2 cores)")
-        builder = builders.build("synth_mv", overlap, data_dir)
-        splits = {name: info.num_examples for name, info in builder.info.splits.items()}
-        log(f"[sweep] prepared synth_mv/{overlap} in {builder.data_dir}: {splits}")
+    for name in dict.fromkeys(configs):
+        log(f"[sweep] SynthMV/{name} in {data_dir} (built once: about 2 minutes on 2 cores)")
+        builder = builders.build("synth_mv", name, data_dir)
+        splits = {split: info.num_examples for split, info in builder.info.splits.items()}
+        log(f"[sweep] prepared synth_mv/{name} in {builder.data_dir}: {splits}")
 
 
 def _finish(cfg, overrides, smoke: bool, data_dir=None):
@@ -133,24 +181,33 @@ def _finish(cfg, overrides, smoke: bool, data_dir=None):
     return cfg
 
 
+def _set_teacher(cfg, modalities: str) -> None:
+    """The teacher's streams, and SynthMV's soundtracks when it has an audio stream."""
+    if modalities not in TEACHER_MODALITIES:
+        raise ValueError(f"teacher {modalities!r}: expected one of {list(TEACHER_MODALITIES)}")
+    cfg.model.teacher_modalities = TEACHER_MODALITIES[modalities]
+    cfg.data.audio = "audio" in TEACHER_MODALITIES[modalities]
+
+
 def teacher_config(modalities: str, overlap: str, overrides=(), smoke: bool = False, data_dir=None):
-    """The teacher-only config of one data setting (`data_dir`: read the prepared SynthMV copy there)."""
+    """The teacher-only config of one data setting (`modalities`: a key of TEACHER_MODALITIES; `data_dir`: read
+    the prepared SynthMV copy there)."""
     cfg = config_lib.default_config("vicokd")
     cfg.name = f"synth_teacher_{modalities}_{overlap}"
     cfg.stages = ("teacher",)
-    cfg.model.teacher_modalities = TEACHER_MODALITIES[modalities]
+    _set_teacher(cfg, modalities)
     cfg.data.overlap = overlap
     return _finish(cfg, overrides, smoke, data_dir)
 
 
 def student_config(spec: RunSpec, teacher_dir, overrides=(), smoke: bool = False, data_dir=None):
-    """The student-only config of `spec`, distilling from the finished teacher in `teacher_dir`."""
+    """The student-only config of `spec`, distilling from the finished teacher in `teacher_dir` (spec.teacher's)."""
     cfg = config_lib.default_config(spec.method)
     cfg.method.ablation = spec.ablation  # refills the method's preset with the ablation
     cfg.name = f"synth_{spec.name}"
     cfg.stages = ("student",)
     cfg.teacher.checkpoint = str(teacher_dir)
-    cfg.model.teacher_modalities = TEACHER_MODALITIES[STUDENT_TEACHER]
+    _set_teacher(cfg, spec.teacher)
     cfg.data.overlap = spec.overlap
     cfg.data.labeled_fraction = spec.labeled_fraction
     cfg.data.labeled_seed = spec.seed
@@ -190,10 +247,15 @@ def _launch(cfg, workdir: pathlib.Path, log) -> dict:
     return result
 
 
+def teacher_workdir(root, modalities: str, overlap: str) -> pathlib.Path:
+    """Where the sweep in `root` keeps the teacher `modalities` (a key of TEACHER_MODALITIES) of one overlap."""
+    return pathlib.Path(root) / "teachers" / f"{modalities}_{overlap}"
+
+
 def ensure_teacher(root, modalities: str, overlap: str, overrides=(), smoke=False, log=print,
                    data_dir=None) -> pathlib.Path:
     """Train the teacher of one data setting once (reused by every later call) and return its workdir."""
-    workdir = pathlib.Path(root) / "teachers" / f"{modalities}_{overlap}"
+    workdir = teacher_workdir(root, modalities, overlap)
     _launch(teacher_config(modalities, overlap, overrides, smoke, data_dir), workdir, log)
     return workdir
 
@@ -203,9 +265,11 @@ def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=Fals
     """Run every spec (skipping those with a summary) and return one result row per spec.
 
     `overrides` (`"train.steps=200"`, ...) apply to teachers and students alike, after `config.smoke` when
-    `smoke`. `teachers` lists the teacher modalities to train and report per overlap setting; students always
-    distil from STUDENT_TEACHER's. `data_dir`: prepare SynthMV once there as ArrayRecord files and read every run
-    from them instead of rendering clips again in every run (the same examples).
+    `smoke`. Per overlap setting of the specs, the sweep trains (once) every teacher a spec distils from
+    (`RunSpec.teacher`) and the ones `teachers` lists (keys of TEACHER_MODALITIES, trained for the report's
+    teacher table). Every run's config is built and validated before anything is trained. `data_dir`: prepare
+    SynthMV once there as ArrayRecord files (each builder config the runs read) and read every run from them
+    instead of rendering clips again in every run (the same examples).
     """
     root = pathlib.Path(root)
     specs = list(specs)
@@ -215,20 +279,29 @@ def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=Fals
     if smoke and data_dir:
         raise ValueError("smoke runs generate their tiny SynthMV on the fly; the prepared copy is full size: "
                          "drop --prepared (data_dir) or --smoke")
-    overlaps = list(dict.fromkeys(s.overlap for s in specs))
+    settings = teacher_settings(specs, teachers)
+    configs = [student_config(spec, teacher_workdir(root, spec.teacher, spec.overlap), overrides, smoke, data_dir)
+               for spec in specs]
     if data_dir:
-        prepare_data(data_dir, overlaps, log)
+        prepare_data(data_dir, [prepared_config(o, "audio" in TEACHER_MODALITIES[t]) for t, o in settings], log)
+    for modalities, overlap in settings:
+        ensure_teacher(root, modalities, overlap, overrides, smoke, log, data_dir)
     rows = []
-    for overlap in overlaps:
-        for modalities in dict.fromkeys((*teachers, STUDENT_TEACHER)):
-            ensure_teacher(root, modalities, overlap, overrides, smoke, log, data_dir)
-    for i, spec in enumerate(specs):
+    for i, (spec, cfg) in enumerate(zip(specs, configs)):
         log(f"[sweep] run {i + 1}/{len(specs)}: {spec.name}")
-        teacher_dir = root / "teachers" / f"{STUDENT_TEACHER}_{spec.overlap}"
-        summary = _launch(student_config(spec, teacher_dir, overrides, smoke, data_dir), root / "runs" / spec.name,
-                          log)
-        rows.append(student_row(spec, summary))
+        rows.append(student_row(spec, _launch(cfg, root / "runs" / spec.name, log)))
     return rows
+
+
+def teacher_settings(specs, teachers=(STUDENT_TEACHER,)) -> list:
+    """The (teacher, overlap) pairs `run_sweep` trains, in order: per overlap setting of `specs`, the `teachers`
+    (for the report), then each teacher a spec of that setting distils from."""
+    unknown = [t for t in teachers if t not in TEACHER_MODALITIES]
+    if unknown:
+        raise ValueError(f"teachers {unknown}: expected keys of TEACHER_MODALITIES {list(TEACHER_MODALITIES)}")
+    overlaps = dict.fromkeys(s.overlap for s in specs)
+    return list(dict.fromkeys((t, o) for o in overlaps
+                              for t in (*teachers, *(s.teacher for s in specs if s.overlap == o))))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -237,12 +310,25 @@ def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=Fals
 def student_row(spec: RunSpec, summary: dict) -> dict:
     """The result row of one finished student run (what `sweep_report` aggregates)."""
     student = summary["student"]
-    return dict(run=spec.name, group=spec.group, method=spec.variant, seed=spec.seed,
+    return dict(run=spec.name, group=spec.group, method=spec.variant, teacher=spec.teacher, seed=spec.seed,
                 labeled_fraction=spec.labeled_fraction, overlap=spec.overlap, top1=student["top1"],
                 mean_view_top1=student.get("mean_view_top1"),
                 mean_view_top1_visible=student.get("mean_view_top1_visible"),
                 per_view_top1_visible=student.get("per_view_top1_visible"),
                 agreement=student.get("agreement"), seconds=student.get("seconds"))
+
+
+def teacher_of(cfg: dict, where="config") -> str:
+    """The TEACHER_MODALITIES name of a student run's config (a dict, as in config.json): the one of
+    `model.teacher_modalities`, STUDENT_TEACHER when absent or when the method distils from no teacher."""
+    if not _distils(cfg["method"]["name"], cfg["method"].get("ablation", "")):
+        return STUDENT_TEACHER
+    modalities = tuple(cfg.get("model", {}).get("teacher_modalities", TEACHER_MODALITIES[STUDENT_TEACHER]))
+    names = [name for name, mods in TEACHER_MODALITIES.items() if mods == modalities]
+    if not names:
+        raise ValueError(f"{where}: model.teacher_modalities={list(modalities)} is none of the sweep's teachers "
+                         f"{dict(TEACHER_MODALITIES)}")
+    return names[0]
 
 
 def collect(root) -> list:
@@ -254,7 +340,7 @@ def collect(root) -> list:
             continue
         cfg = json.loads(cfg_path.read_text())
         spec = RunSpec(cfg["method"]["name"], cfg["train"]["seed"], cfg["data"]["labeled_fraction"],
-                       cfg["data"]["overlap"], cfg["method"]["ablation"])
+                       cfg["data"]["overlap"], cfg["method"]["ablation"], teacher_of(cfg, cfg_path))
         rows.append(student_row(spec, summary))
     return rows
 
@@ -274,8 +360,13 @@ def parse_args(argv):
                    help="default: 0 1 2 for --grid study, 0 for a custom grid")
     p.add_argument("--fractions", nargs="+", type=float, default=[0.1])
     p.add_argument("--overlaps", nargs="+", default=["partial"], choices=("partial", "full"))
-    p.add_argument("--teachers", nargs="+", default=list(TEACHER_MODALITIES), choices=tuple(TEACHER_MODALITIES),
-                   help="teacher modalities to train and report (students use skeleton_rgb)")
+    p.add_argument("--teachers", nargs="+", default=["skeleton", STUDENT_TEACHER], choices=tuple(TEACHER_MODALITIES),
+                   help="teachers to train and report per overlap setting, besides those the students distil from "
+                        f"(default: skeleton {STUDENT_TEACHER})")
+    p.add_argument("--student-teacher", nargs="+", default=[STUDENT_TEACHER], choices=tuple(TEACHER_MODALITIES),
+                   metavar="NAME", help=f"the teachers the students distil from, one run each (default: "
+                   f"{STUDENT_TEACHER}; audio ones read SynthMV's soundtracks; student_only runs once, without one); "
+                   f"custom grid only; one of {', '.join(TEACHER_MODALITIES)}")
     p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides for every run, e.g. train.steps=200 data.num_train=1000")
     p.add_argument("--prepared", metavar="DATA_DIR", default="",
@@ -289,8 +380,12 @@ def parse_args(argv):
 def specs_from_args(args) -> list:
     """The runs the CLI asks for. The study's seeds default to 0 1 2 (its tables are mean ± std over 3 seeds)."""
     if args.grid == "study":
+        if list(args.student_teacher) != [STUDENT_TEACHER]:
+            raise ValueError(f"--student-teacher {' '.join(args.student_teacher)}: the study grid distils from "
+                             f"{STUDENT_TEACHER}; use a custom grid (--methods ...) for other teachers")
         return study_grid(tuple(args.seeds or (0, 1, 2)))
-    return grid(args.methods, args.seeds or (0,), args.fractions, args.overlaps, args.ablations)
+    return grid(args.methods, args.seeds or (0,), args.fractions, args.overlaps, args.ablations,
+                args.student_teacher)
 
 
 def main(argv=None) -> int:

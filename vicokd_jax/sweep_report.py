@@ -5,7 +5,8 @@
     sweep_report.write_report(rows, "runs/study")          # results.md, results.csv, plots
 
 A row is a dict with at least `group` (the setting shared by its seeds), `method`, `labeled_fraction`, `overlap`,
-`seed` and `top1` (`vicokd_jax.sweep.student_row` makes them from a run's summary).
+`seed` and `top1`, and usually `teacher` (the teacher it distils from; `vicokd_jax.sweep.student_row` makes them
+from a run's summary). Paired differences compare runs of the same labels, overlap and teacher.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def paired_difference(rows, group_a: str, group_b: str, key: str = "top1") -> di
 
 
 def aggregate(rows) -> list:
-    """One row per group (method × fraction × overlap): mean ± std over seeds of each metric."""
+    """One row per group (method × fraction × overlap × teacher): mean ± std over seeds of each metric."""
     groups: dict = {}
     for row in rows:
         groups.setdefault(row["group"], []).append(row)
@@ -63,7 +64,7 @@ def aggregate(rows) -> list:
     for group, members in groups.items():
         first = members[0]
         agg = dict(group=group, method=first["method"], labeled_fraction=first["labeled_fraction"],
-                   overlap=first["overlap"], seeds=len(members))
+                   overlap=first["overlap"], teacher=first.get("teacher"), seeds=len(members))
         for key in ("top1", "mean_view_top1_visible", "agreement"):
             values = [m[key] for m in members if m.get(key) is not None]
             if values:
@@ -80,35 +81,43 @@ def markdown_table(aggregated, teachers=()) -> str:
         lines += [f"| {t['teacher']} | {t['top1']:.2f} | {t.get('mean_view_top1_visible') or float('nan'):.2f} |"
                   for t in teachers]
         lines.append("")
-    lines += ["| method | labels | overlap | seeds | top-1 (mean ± std) | visible-view top-1 | agreement |",
-              "|---|---:|---|---:|---:|---:|---:|"]
+    lines += ["| method | labels | overlap | teacher | seeds | top-1 (mean ± std) | visible-view top-1 | agreement |",
+              "|---|---:|---|---|---:|---:|---:|---:|"]
     for a in aggregated:
         vis = (f"{a['mean_view_top1_visible']:.2f} ± {a['mean_view_top1_visible_std']:.2f}"
                if "mean_view_top1_visible" in a else "–")
         agree = f"{a['agreement']:.2f}" if "agreement" in a else "–"
-        lines.append(f"| {a['method']} | {a['labeled_fraction']:g} | {a['overlap']} | {a['seeds']} | "
-                     f"{a['top1']:.2f} ± {a['top1_std']:.2f} | {vis} | {agree} |")
+        lines.append(f"| {_setting(a)} | {a['seeds']} | {a['top1']:.2f} ± {a['top1_std']:.2f} | {vis} | {agree} |")
     return "\n".join(lines) + "\n"
 
 
+def _setting(a) -> str:
+    """The setting cells of an `aggregate` row: method, labels, overlap, teacher ("–" when rows have none)."""
+    return f"{a['method']} | {a['labeled_fraction']:g} | {a['overlap']} | {a.get('teacher') or '–'}"
+
+
 def paired_table(rows, aggregated, reference: str = "vicokd") -> str:
-    """Markdown: `reference` minus every other variant of the same labels and overlap, paired by seed."""
+    """Markdown: `reference` minus every other variant of the same labels, overlap and teacher, paired by seed."""
+    def setting(a):
+        return a["labeled_fraction"], a["overlap"], a.get("teacher")
+
+    references = {setting(a): a["group"] for a in aggregated if a["method"] == reference}
     lines = []
     for a in aggregated:
-        ref = f"{reference}_lf{a['labeled_fraction']:g}_{a['overlap']}"
-        if a["method"] == reference or not any(r["group"] == ref for r in rows):
+        if a["method"] == reference or setting(a) not in references:
             continue
         try:
-            d = paired_difference(rows, ref, a["group"])
+            d = paired_difference(rows, references[setting(a)], a["group"])
         except ValueError:  # no seed in common yet
             continue
-        lines.append(f"| {a['method']} | {a['labeled_fraction']:g} | {a['overlap']} | {len(d['seeds'])} | "
-                     f"{d['mean']:+.2f} ± {d['std']:.2f} | {' '.join(f'{x:+.1f}' for x in d['differences'])} |")
+        lines.append(f"| {_setting(a)} | {len(d['seeds'])} | {d['mean']:+.2f} ± {d['std']:.2f} | "
+                     f"{' '.join(f'{x:+.1f}' for x in d['differences'])} |")
     if not lines:
         return ""
-    return "\n".join(["", f"Paired by seed: top-1 of `{reference}` minus the variant's, same labels and overlap.", "",
-                      "| variant | labels | overlap | seeds | difference (mean ± std) | per seed |",
-                      "|---|---:|---|---:|---:|---|", *lines]) + "\n"
+    return "\n".join(["", f"Paired by seed: top-1 of `{reference}` minus the variant's, same labels, overlap and "
+                          "teacher.", "",
+                      "| variant | labels | overlap | teacher | seeds | difference (mean ± std) | per seed |",
+                      "|---|---:|---|---|---:|---:|---|", *lines]) + "\n"
 
 
 def write_report(rows, root) -> dict:
@@ -117,7 +126,7 @@ def write_report(rows, root) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     aggregated = aggregate(rows)
     (root / "results.md").write_text(markdown_table(aggregated, teacher_rows(root)) + paired_table(rows, aggregated))
-    fields = ["run", "group", "method", "seed", "labeled_fraction", "overlap", "top1", "mean_view_top1",
+    fields = ["run", "group", "method", "teacher", "seed", "labeled_fraction", "overlap", "top1", "mean_view_top1",
               "mean_view_top1_visible", "agreement", "seconds"]
     with open(root / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
@@ -137,12 +146,14 @@ def _plots(rows, aggregated, root: pathlib.Path) -> dict:
 
     paths = {}
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method in dict.fromkeys(a["method"] for a in aggregated):
+    several_teachers = len({a.get("teacher") for a in aggregated}) > 1
+    for method, teacher in dict.fromkeys((a["method"], a.get("teacher")) for a in aggregated):
         points = sorted((a["labeled_fraction"], a["top1"], a["top1_std"]) for a in aggregated
-                        if a["method"] == method and a["overlap"] == "partial")
+                        if (a["method"], a.get("teacher")) == (method, teacher) and a["overlap"] == "partial")
         if len(points) > 1:
             x, y, e = zip(*points)
-            ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=method)
+            ax.errorbar(x, y, yerr=e, marker="o", capsize=3,
+                        label=f"{method} ({teacher})" if several_teachers else method)
     if ax.lines:
         ax.set(xscale="log", xlabel="labelled fraction", ylabel="test top-1 (%)",
                title="SynthMV (partial overlap): accuracy vs labels")

@@ -20,11 +20,14 @@ import sys
 
 DATASET_NAMES = ("synth_mv", "ntu_rgbd", "multisensor_home")
 # `cfg.data` fields that decide which SynthMV clips exist (`SynthMV`'s arguments and its `SynthConfig`).
+# The `SynthConfig` (scene and difficulty) knobs a run config sets; `synth_config` builds one from them.
+SYNTH_SCENE_FIELDS = ("overlap", "room_half", "fov_deg", "aim_offset", "camera_height", "limb_radius", "noise_std",
+                      "occluders")
 SYNTH_GENERATOR_FIELDS = ("seed", "num_train", "num_test", "num_views", "num_frames", "image_size", "num_classes",
-                          "multi_label", "overlap", "room_half", "limb_radius", "noise_std", "occluders", "audio",
-                          "audio_frames", "audio_mel_bins")
-# What a copy recorded before a field existed: the value that reproduces it (SynthMV before soundtracks).
-SYNTH_FIELD_DEFAULTS = {"audio": False}
+                          "multi_label", *SYNTH_SCENE_FIELDS, "audio", "audio_frames", "audio_mel_bins")
+# What a copy recorded before a field existed: the value that reproduces it (SynthMV before soundtracks; before
+# the camera layout was a field, v1's lenses, aims and mounting height).
+SYNTH_FIELD_DEFAULTS = {"audio": False, "fov_deg": 62.0, "aim_offset": 0.45, "camera_height": 2.6}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,21 +125,27 @@ def _differs(a, b) -> bool:
 # ------------------------------------------------------------------------------------------------------------
 # Sources and pipeline settings
 # ------------------------------------------------------------------------------------------------------------
+def synth_config(fields):
+    """The `SynthConfig` of `fields`: a run config's `data`, or anything with the SYNTH_SCENE_FIELDS attributes."""
+    from vicokd_jax.data.synthetic import SynthConfig
+
+    return SynthConfig(**{f: getattr(fields, f) for f in SYNTH_SCENE_FIELDS})
+
+
 def make_source(cfg, split: str):
     """The random-access source of `split`: SynthMV generated on the fly, or a prepared TFDS dataset."""
     from vicokd_jax.data import pipeline
 
     d = cfg.data
     if d.name == "synth_mv" and not d.tfds_config:
-        from vicokd_jax.data.synthetic import SynthConfig, SynthMV
+        from vicokd_jax.data.synthetic import SynthMV
 
         n = d.num_train if split == d.train_split else d.num_test
         split_name = "train" if split == d.train_split else "test"
         source = SynthMV(split_name, n, seed=d.seed, num_views=d.num_views, num_frames=d.num_frames,
                          image_size=d.image_size, num_classes=d.num_classes, multi_label=d.multi_label,
                          audio=d.audio, audio_frames=d.audio_frames, audio_mel_bins=d.audio_mel_bins,
-                         config=SynthConfig(overlap=d.overlap, room_half=d.room_half, limb_radius=d.limb_radius,
-                                            noise_std=d.noise_std, occluders=d.occluders))
+                         config=synth_config(d))
         return pipeline.CachedSource(source) if d.cache_examples else source
     from vicokd_jax.data.builders import open_source
 

@@ -77,14 +77,15 @@ _BONE_A, _BONE_B = (np.array([bone[k] for bone in BONES]) for k in (0, 1))  # th
 class SynthConfig:
     """Scene and difficulty knobs (see the module docstring)."""
 
-    room_half: float = 2.0  # the floor is [-room_half, room_half]^2 metres
+    room_half: float = 1.5  # the floor is [-room_half, room_half]^2 metres
     overlap: str = "partial"  # "partial" (corner cameras, limited FOV) | "full" (every camera sees the room)
-    fov_deg: float = 62.0  # horizontal field of view of the partial-overlap cameras
-    aim_offset: float = 0.45  # how far off-centre (x room_half) each partial-overlap camera aims
+    fov_deg: float = 52.0  # horizontal field of view of the partial-overlap cameras
+    aim_offset: float = 0.40  # how far off-centre (x room_half) each partial-overlap camera aims
+    camera_height: float = 2.2  # metres above the floor of the partial-overlap cameras
     occluders: int = 0  # pillars in the room
     scene_seed: int = 0  # the room layout (pillars, per-view wall/floor): part of the benchmark, not of `seed`
-    limb_radius: float = 0.1  # metres
-    noise_std: float = 3.0  # sensor noise, in uint8 levels
+    limb_radius: float = 0.14  # metres
+    noise_std: float = 2.0  # sensor noise, in uint8 levels
     lighting_jitter: float = 0.25  # per-example, per-view brightness variation
     skeleton_noise: float = 0.01  # metres, Kinect-like jitter
     miss_rate: float = 0.08  # chance a visible frame starts a missed-detection burst

@@ -55,7 +55,7 @@ def make_cameras(num_views: int, cfg: SynthConfig, size: int) -> list[Camera]:
             position = corner * h * 2.2 + np.array([0.0, 3.0, 0.0])
             cams.append(_look_at(position, [0.0, 0.8, 0.0], 62.0, size))
             continue
-        position = corner * h * 1.05 + np.array([0.0, 2.6, 0.0])
+        position = corner * h * 1.05 + np.array([0.0, cfg.camera_height, 0.0])
         # Aim past the centre towards the camera's own side (rotated), so neighbours overlap only partly.
         side = np.array([np.cos(angle + 0.9), 0.0, np.sin(angle + 0.9)])
         target = 0.15 * h * corner + cfg.aim_offset * h * side + np.array([0.0, 0.6, 0.0])

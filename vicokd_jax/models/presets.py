@@ -165,7 +165,7 @@ def teacher_from_config(cfg) -> Teacher:
     m = cfg.model
     return build_teacher(m.preset, cfg.data.num_classes, modalities=tuple(m.teacher_modalities), layout=m.layout,
                          dtype=_DTYPES[m.dtype], audio_windows=audio_windows(cfg), audio_encoder=m.audio_encoder,
-                         fusion_layers=m.fusion_layers, dropout=m.dropout)
+                         fusion_layers=m.fusion_layers, dropout=m.dropout, rgb_input=m.teacher_rgb_input)
 
 
 def audio_windows(cfg) -> tuple[int, int]:

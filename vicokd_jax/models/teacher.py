@@ -27,11 +27,12 @@ import jax.numpy as jnp
 
 from vicokd_jax.models.attention import CrossModalAttention
 from vicokd_jax.models.heads import (IMAGENET_MEAN, IMAGENET_STD, ActionHeads, StreamProjection, check_views,
-                                     normalize_rgb)
+                                     frame_difference, normalize_rgb)
 
 MODALITIES = ("skeleton", "rgb", "audio")
 # Rank of each input: skeleton [B,V,M,T,J,3], rgb [B,V,T,H,W,3], audio [B,V,T,F,M] (one log-mel window per frame).
 INPUT_RANKS = {"skeleton": 6, "rgb": 6, "audio": 5}
+RGB_INPUTS = ("rgb", "rgb_diff")
 
 
 class Teacher(nn.Module):
@@ -52,6 +53,8 @@ class Teacher(nn.Module):
             headless `AudioTransformer` or a `SegmentAudioEncoder` (each needed only for its modality).
         modalities: a non-empty subset of ("skeleton", "rgb", "audio"), in that order.
         width, token_frames: D and L of the fused streams.
+        rgb_input: "rgb" (normalised pixels) or "rgb_diff" (differences of consecutive normalised frames, as the
+            student's `input_mode`), what the RGB stream's encoder sees.
     """
 
     num_classes: int
@@ -65,6 +68,7 @@ class Teacher(nn.Module):
     dropout: float = 0.0
     rgb_mean: tuple[float, ...] = IMAGENET_MEAN
     rgb_std: tuple[float, ...] = IMAGENET_STD
+    rgb_input: str = "rgb"
     audio_encoder: nn.Module | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -77,6 +81,8 @@ class Teacher(nn.Module):
         for m in self.modalities:
             if getattr(self, f"{m}_encoder") is None:
                 raise ValueError(f"Teacher: modalities include {m!r} but {m}_encoder is None")
+        if self.rgb_input not in RGB_INPUTS:
+            raise ValueError(f"Teacher.rgb_input={self.rgb_input!r}; expected one of {RGB_INPUTS}")
 
     def _stream(self, modality: str, x, train: bool, kw: dict):
         """One modality's per-view frame tokens projected to `[B·V, L, D]`; `x` is `[B·V, ...]`."""
@@ -84,6 +90,8 @@ class Teacher(nn.Module):
             tokens = self.skeleton_encoder.encode(x, train=train)["frame_tokens"]
         elif modality == "rgb":
             pixels = normalize_rgb(x, self.rgb_mean, self.rgb_std, self.dtype)
+            if self.rgb_input == "rgb_diff":
+                pixels = frame_difference(pixels)
             tokens = self.rgb_encoder(pixels, train=train)["frame_tokens"]
         else:  # one AST clip embedding per frame's window
             n, t = x.shape[:2]

@@ -33,6 +33,9 @@ class SynthMvConfig(tfds.core.BuilderConfig):
     multi_label: bool = False
     overlap: str = "partial"
     room_half: float = SynthConfig.room_half
+    fov_deg: float = SynthConfig.fov_deg
+    aim_offset: float = SynthConfig.aim_offset
+    camera_height: float = SynthConfig.camera_height
     limb_radius: float = SynthConfig.limb_radius
     noise_std: float = SynthConfig.noise_std
     occluders: int = SynthConfig.occluders
@@ -48,19 +51,19 @@ class SynthMvConfig(tfds.core.BuilderConfig):
         return SynthMV(split, self.num_train if split == "train" else self.num_test, seed=self.seed,
                        num_views=self.num_views, num_frames=self.num_frames, image_size=self.image_size,
                        num_classes=self.num_classes, multi_label=self.multi_label,
-                       config=SynthConfig(overlap=self.overlap, room_half=self.room_half,
-                                          limb_radius=self.limb_radius, noise_std=self.noise_std,
-                                          occluders=self.occluders),
+                       config=datasets.synth_config(self),
                        audio=self.audio, audio_frames=self.audio_frames, audio_mel_bins=self.audio_mel_bins)
 
 
 class SynthMv(tfds.core.GeneratorBasedBuilder):
     """SynthMV as an ArrayRecord dataset; `as_data_source()[split][i]` equals `SynthMV(split, ...)[i]`."""
 
-    VERSION = tfds.core.Version("1.2.0")
+    VERSION = tfds.core.Version("2.0.0")
     RELEASE_NOTES = {"1.0.0": "First version.",
                      "1.1.0": "Easier RGB: 4x4 m room, 0.1 m limbs, noise 3, no pillars.",
-                     "1.2.0": "Optional per-camera soundtracks (audio, audio_mask); clips without audio unchanged."}
+                     "1.2.0": "Optional per-camera soundtracks (audio, audio_mask); clips without audio unchanged.",
+                     "2.0.0": "Learnable single views with the papers' partial overlap: a 3x3 m room, 52-degree "
+                              "lenses aimed 0.40 x room_half off-centre from 2.2 m, 0.14 m limbs, noise 2."}
     BUILDER_CONFIGS = [
         SynthMvConfig(name="partial", description="4 corner cameras, partially overlapping views"),
         SynthMvConfig(name="full", overlap="full", description="every camera sees the whole room"),
