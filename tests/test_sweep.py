@@ -200,7 +200,7 @@ def test_a_finished_run_is_reused_only_with_the_same_config(tmp_path, monkeypatc
     sweep.run_sweep(specs, tmp_path, overrides=["train.log_every=7", "train.steps_per_call=2"], log=lambda m: None)
     assert launched == []  # execution-only changes: both finished runs are reused
     with pytest.raises(ValueError, match=r"teachers/skeleton_rgb_partial finished with a different config.*"
-                                         r"train\.steps: 400 -> 300.*another --root"):
+                                         r"train\.steps: 2400 -> 300.*another --root"):
         sweep.run_sweep(specs, tmp_path, overrides=["train.steps=300"], log=lambda m: None)
     assert launched == []
 
@@ -220,7 +220,7 @@ def test_resuming_a_run_with_another_config_keeps_the_earlier_config(tmp_path, c
         json.dumps(config_lib.to_dict(cfg)))
     assert json.loads((tmp_path / "config.json").read_text())["train"]["lr"] == 0.5
     out = capsys.readouterr().out
-    assert "train.lr: 0.001 -> 0.5" in out and "log_every" not in out  # only changes that affect results
+    assert "train.lr: 0.002 -> 0.5" in out and "log_every" not in out  # only changes that affect results
     launch.write_config(cfg, tmp_path)
     assert (tmp_path / "config.previous-2.json").is_file()
     (tmp_path / "config.previous-1.json").unlink()  # a gap in the numbering must not make a later copy replace one

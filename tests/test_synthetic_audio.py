@@ -7,15 +7,17 @@ import pytest
 from vicokd_jax.data import audio, schema, synthetic_audio
 from vicokd_jax.data.synthetic import L_FOOT, L_HAND, R_FOOT, R_HAND, SPINE_BASE, Camera, SynthConfig, SynthMV
 from vicokd_jax.data.synthetic_motion import Pose, forward_kinematics
+from test_synthetic_digests import V1_SCENE
 
-# sha256 of rgb + skeleton + human_score, computed from the code before the sound existed: the sound must change
-# none of the other arrays.
+# sha256 of rgb + skeleton + human_score, computed from the code before the sound existed (v1's scene): the sound
+# must change none of the other arrays.
 PINNED = {
     ("train", False, 0): "3e08e903f03f7926b902c4233777876a85d12492d18d86149f66c8a6cfe1cdbe",
     ("train", False, 3): "f9ce1fc1fe209a698350a92feb01344492ed74b34ceb48a0fd51fd01a26ca700",
     ("test", True, 1): "553e17298d1b1ae36e1f04c2abdf995de8fa601962c534c0d1150143a054beb5",
 }
-QUIET = SynthConfig(distractor_rate=0.0, skeleton_noise=0.0)  # exact skeletons: the tests recover world joints
+# Exact skeletons (the tests recover world joints), in v1's scene, where the physics checks were calibrated.
+QUIET = SynthConfig(**V1_SCENE, distractor_rate=0.0, skeleton_noise=0.0)
 
 
 def _digest(e):
@@ -48,7 +50,7 @@ def quiet():
 @pytest.mark.parametrize("audio_on", [False, True])
 def test_images_and_skeletons_are_the_pinned_ones_with_and_without_audio(audio_on):
     for (split, multi_label, index), digest in PINNED.items():
-        e = SynthMV(split, 4, multi_label=multi_label, audio=audio_on)[index]
+        e = SynthMV(split, 4, multi_label=multi_label, audio=audio_on, config=SynthConfig(**V1_SCENE))[index]
         assert _digest(e) == digest, (split, index)
         assert ("audio" in e) == audio_on and ("audio_mask" in e) == audio_on
 
@@ -239,7 +241,7 @@ def test_partial_audio_builder_round_trip(tmp_path):
 
     named = {c.name: c for c in SynthMv.BUILDER_CONFIGS}
     assert named["partial_audio"].audio and named["partial_audio"].overlap == "partial"
-    assert str(SynthMv.VERSION) == "1.2.0" and "1.2.0" in SynthMv.RELEASE_NOTES
+    assert str(SynthMv.VERSION) == "2.0.0" and "1.2.0" in SynthMv.RELEASE_NOTES and "2.0.0" in SynthMv.RELEASE_NOTES
     config = SynthMvConfig(name="tiny_audio", num_train=3, num_test=2, num_frames=8, image_size=16, num_views=2,
                            audio=True, audio_frames=8, audio_mel_bins=16)
     builder = SynthMv(config=config, data_dir=str(tmp_path), file_format="array_record")

@@ -31,16 +31,19 @@ How it is made:
   s, whatever the camera sees. The sound has its own random stream, so turning it on or off changes no other
   array.
 
-Difficulty knobs (`SynthConfig`): `image_size`, `noise_std`, `limb_radius`, `occluders`, `fov_deg`,
-`miss_rate`, `false_alarm_rate`, `skeleton_noise`, `lighting_jitter`, `amplitude_range`; for the sound
-`room_noise` (rms range of the room's noise) and `distractor_rate` (distractor sounds per clip). The aim (checked
-by the study in docs/RESULTS.md): a skeleton teacher well above 95% top-1 while an RGB student on 10% of the
-labels stays clearly below it. Skeletons are clean 3-D geometry; RGB at 32x32 with noise, small limbs and
-occluders is much harder. The defaults (v1.1: a 4x4 m room, 0.1 m limbs, noise 3, no pillars) make the actor
-large enough for RGB to be learnable: with v1.0's (8x8 m, 0.06 m, noise 6, 2 pillars) actors spanned ~3x8
-pixels and an RGB student stayed at chance even with all labels. Audio alone is a partial cue: a linear
-classifier on the mean and spread of the log-mel bins gets 55-60% of 12 classes (tests/test_synthetic_audio.py),
-about as much from a camera that does not see the actor.
+Difficulty knobs (`SynthConfig`): `image_size`, `room_half`, `noise_std`, `limb_radius`, `occluders`, `fov_deg`,
+`aim_offset`, `camera_height`, `miss_rate`, `false_alarm_rate`, `skeleton_noise`, `lighting_jitter`,
+`amplitude_range`; for the sound `room_noise` (rms range of the room's noise) and `distractor_rate` (distractor
+sounds per clip). The aim (checked by the study in docs/RESULTS.md): single RGB views are often right, so an RGB
+student has something to learn from each view and the views something to agree on, while the papers' partial
+overlap holds (>= 10% of samples seen by exactly one view, <= 25% by all; tests/test_synthetic.py). The defaults
+(v2: a 3x3 m room, 52-degree lenses aimed 0.40 x room_half off-centre from 2.2 m, 0.14 m limbs, noise 2) see 1 /
+all 4 views in about 32% / 10% of the samples, and a tracked actor is 24 pixels tall (median over views and
+clips at 32^2) against 14 in v1.1 (4x4 m, 62 degrees, 0.45, 2.6 m, 0.1 m, noise 3: 4% / 11% seen by one / all
+views, and the RGB student alone reached 36% with every label).
+v1.0's 8x8 m room (0.06 m limbs, noise 6, 2 pillars) made actors of ~3x8 pixels that no RGB student learned.
+Audio alone is a partial cue: a linear classifier on the mean and spread of the log-mel bins gets 55-60% of 12
+classes (tests/test_synthetic_audio.py), about as much from a camera that does not see the actor.
 
 The parts: the actor (skeleton, kinematics, motion primitives) is `synthetic_motion`, the cameras and the
 rasteriser are `synthetic_render`, the soundtrack is `synthetic_audio`; this module holds the knobs and the
