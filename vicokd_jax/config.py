@@ -93,7 +93,7 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
     # ---- teacher stage ---------------------------------------------------------------------------------------
     cfg.teacher = ml_collections.ConfigDict(dict(
         checkpoint="",              # a run's workdir (or its teacher/ folder) to load when there is no teacher stage
-        steps=800,                  # -1: train.steps (800: 98% top-1 on SynthMV in docs/RESULTS.md; 300 gave 86%)
+        steps=800,                  # -1: train.steps (SynthMV v2: 90.6% skeleton+RGB, 1600 steps 92.6%; docs/RESULTS.md)
         lr=1e-3,                    # -1: train.lr
         frame_loss_weight=0.5,      # weight of the frame-level loss (frame logits max-pooled over views)
         view_loss_weight=0.5,       # weight of the per-view loss (each view head vs the label, visibility-weighted)
