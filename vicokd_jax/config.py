@@ -310,7 +310,7 @@ EXECUTION_KEYS = frozenset({
 
 # Keys added after runs were made whose default is not what those runs did: the value an absent key stands for
 # (SynthMV v1's camera layout, the teacher's raw-RGB stream).
-ABSENT_KEY_VALUES = {"data.fov_deg": 62.0, "data.aim_offset": 0.45, "data.camera_height": 2.6,
+ABSENT_KEY_VALUES = {**{f"data.{k}": v for k, v in datasets.SYNTH_FIELD_DEFAULTS.items()},
                      "model.teacher_rgb_input": "rgb"}
 
 
