@@ -20,7 +20,7 @@ from flax import traverse_util
 from vicokd_jax import methods, parallel
 from vicokd_jax.data import datasets
 
-STAGES = ("teacher", "student")
+STAGES = ("pretrain", "teacher", "student")
 DATASETS = datasets.DATASET_NAMES
 
 
@@ -29,7 +29,8 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict()
     cfg.name = f"synth_{method}"
     # Stages to train, in order; () = what the method needs: ("teacher", "student"), or ("student",) for an
-    # objective that uses no teacher (stages_of).
+    # objective that uses no teacher (stages_of). "pretrain" (masked video autoencoding of the student's encoder on
+    # every training clip, labelled or not) comes first when listed: ("pretrain", "teacher", "student").
     cfg.stages = ()
 
     # ---- data ------------------------------------------------------------------------------------------------
@@ -100,7 +101,20 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         view_score_threshold=0.5,   # human_score at or above which a view sees the person in a frame
     ))
 
-    # ---- optimisation and the loop (both stages) ------------------------------------------------------------
+    # ---- pretrain stage (VideoMAE: models/masked_autoencoder.py) ---------------------------------------------
+    cfg.pretrain = ml_collections.ConfigDict(dict(
+        checkpoint="",              # a run's workdir (or its pretrain/ folder) whose pretrained encoder the student
+                                    # starts from when there is no pretrain stage in this run
+        steps=600,
+        lr=1e-3,
+        mask_ratio=0.75,            # share of patch positions hidden from the encoder (tube masking)
+        decoder_width=64,
+        decoder_depth=1,
+        decoder_heads=2,
+        normalize_targets=True,     # reconstruct per-patch normalised pixels (VideoMAE's norm_pix_loss)
+    ))
+
+    # ---- optimisation and the loop (every stage) ------------------------------------------------------------
     cfg.train = ml_collections.ConfigDict(dict(
         steps=2400,                 # one SynthMV student run: see docs/RESULTS.md for its time on 2 CPU cores
         batch_size=16,              # global batch
@@ -151,6 +165,7 @@ def validate(cfg) -> None:
     if "student" in stages and "teacher" not in stages and methods.needs_teacher(cfg.method) and not cfg.teacher.checkpoint:
         raise ValueError(f"config.stages has a student stage but no teacher stage, and method {cfg.method.name!r} "
                          "distils from a teacher: set config.teacher.checkpoint to a workdir whose teacher was trained")
+    _check_pretrain(cfg, stages)
     if cfg.method.name not in methods.METHODS:
         raise ValueError(f"config.method.name={cfg.method.name!r}; expected one of {list(methods.METHODS)}")
     if cfg.data.name not in DATASETS:
@@ -165,6 +180,8 @@ def validate(cfg) -> None:
     if "student" in stages:
         needed[f"{student_modality} student (config.model.student_input={cfg.model.student_input!r})"] = (
             student_modality,)
+    if "pretrain" in stages:
+        needed["pretrain stage (an RGB video encoder)"] = ("rgb",)
     if cfg.model.student_input not in ("rgb", "rgb_diff", "audio"):
         raise ValueError(f"config.model.student_input={cfg.model.student_input!r}; expected rgb, rgb_diff or audio")
     if cfg.model.teacher_rgb_input not in ("rgb", "rgb_diff"):
@@ -203,6 +220,38 @@ def _check_audio(cfg) -> None:
     if d.audio_frames < 1 or d.audio_mel_bins < 1:
         raise ValueError(f"config.data.audio_frames={d.audio_frames} and data.audio_mel_bins={d.audio_mel_bins} must "
                          "be >= 1")
+
+
+def uses_pretrained_encoder(cfg) -> bool:
+    """Whether the student stage starts from a pretrained encoder (a pretrain stage, or `pretrain.checkpoint`)."""
+    return "pretrain" in stages_of(cfg) or bool(cfg.pretrain.checkpoint)
+
+
+def _check_pretrain(cfg, stages: tuple[str, ...]) -> None:
+    p = cfg.pretrain
+    if "pretrain" in stages:
+        if "student" in stages and stages.index("pretrain") > stages.index("student"):
+            raise ValueError(f"config.stages={stages}: 'pretrain' trains the student's encoder and must come "
+                             "before 'student'")
+        if p.checkpoint:
+            raise ValueError(f"config.pretrain.checkpoint={p.checkpoint!r} and a pretrain stage in config.stages: "
+                             "the student would start from one of two encoders; drop one of them")
+    if not uses_pretrained_encoder(cfg):
+        return
+    if cfg.model.student_input not in ("rgb", "rgb_diff"):
+        raise ValueError(f"config.model.student_input={cfg.model.student_input!r}: the pretrain stage trains an RGB "
+                         "video encoder (rgb or rgb_diff)")
+    if cfg.method.student.per_view_weights:
+        raise ValueError(f"config.method.student.per_view_weights=True (method {cfg.method.name!r}): the pretrain "
+                         "stage trains one encoder shared by all views")
+    if not 0.0 <= p.mask_ratio < 1.0:
+        raise ValueError(f"config.pretrain.mask_ratio={p.mask_ratio} must be in [0, 1)")
+    for key in ("steps", "decoder_width", "decoder_depth", "decoder_heads"):
+        if p[key] < 1:
+            raise ValueError(f"config.pretrain.{key}={p[key]} must be >= 1")
+    if p.decoder_width % p.decoder_heads:
+        raise ValueError(f"config.pretrain.decoder_width={p.decoder_width} is not divisible by "
+                         f"pretrain.decoder_heads={p.decoder_heads}")
 
 
 def _check_student_teacher(cfg, student_modality: str) -> None:

@@ -130,8 +130,8 @@ def main(argv=None) -> int:
     cfg = config_lib.from_file(args.config, overrides)
     summary = run(cfg, args.workdir)
     stages = config_lib.stages_of(cfg)
-    report = {stage: {k: summary[stage].get(k) for k in ("top1", "top5", "mean_view_top1", "map_class",
-                                                         "agreement") if k in summary[stage]}
+    shown = ("top1", "top5", "mean_view_top1", "map_class", "agreement", "reconstruction_loss")
+    report = {stage: {k: summary[stage].get(k) for k in shown if k in summary[stage]}
               for stage in stages if stage in summary}
     print(json.dumps({"workdir": summary["workdir"], "preempted": summary.get("preempted", False), **report,
                       "export": summary.get("export")}, indent=1, default=_json_default))

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from vicokd_jax.models.audio_segment import SegmentAudioEncoder
 from vicokd_jax.models.audio_transformer import AudioTransformer
+from vicokd_jax.models.masked_autoencoder import MaskedVideoAutoencoder
 from vicokd_jax.models.stgcn import DEFAULT_CHANNELS, DEFAULT_STRIDES, STGCN
 from vicokd_jax.models.student import Student, input_modality
 from vicokd_jax.models.teacher import Teacher
@@ -191,3 +192,13 @@ def student_from_config(cfg) -> Student:
                          dropout=m.dropout, input_mode=m.student_input, teacher_width=teacher.width,
                          token_frames=teacher.token_frames, missing=student_missing(cfg),
                          audio_windows=audio_windows(cfg), audio_encoder=m.audio_encoder)
+
+
+def pretrainer_from_config(cfg) -> MaskedVideoAutoencoder:
+    """The pretrain stage's masked autoencoder around the encoder the config's student is built with."""
+    m, p = cfg.model, cfg.pretrain
+    dtype = _DTYPES[m.dtype]
+    return MaskedVideoAutoencoder(build_encoder(m.student_preset or m.preset, dtype), input_mode=m.student_input,
+                                  mask_ratio=p.mask_ratio, decoder_width=p.decoder_width,
+                                  decoder_depth=p.decoder_depth, decoder_heads=p.decoder_heads,
+                                  normalize_targets=p.normalize_targets, dtype=dtype)

@@ -268,21 +268,41 @@ class VideoTransformer(nn.Module):
         steps, tcls = self._encoder(temporal_depth, "joint", "temporal_encoder")(steps, tcls, train)
         return self._readout(steps, tcls)
 
+    def _encode_visible(self, tokens: Array, visible: Array, train: bool) -> dict[str, Array]:
+        """Masked encoding (VideoMAE): only the patch positions ``visible [N,K]`` of every time step (tube
+        masking) enter the encoder, carrying their position embeddings; the rest are dropped, not zeroed."""
+        if self.attention == "factorised":
+            raise ValueError("VideoTransformer(attention='factorised') pools each time step to one token and "
+                             "cannot encode a subset of patches; masked encoding needs 'joint' or 'divided'")
+        n, _, s, _ = tokens.shape
+        chex.assert_shape(visible, (n, None))
+        cls = self._cls("cls_token", n)
+        x, cls = self._add_posemb(tokens, cls)
+        x = jnp.take_along_axis(x, visible[:, None, :, None].astype(jnp.int32), axis=2)  # [N,T',K,D]
+        x, _ = self._encoder(self.depth, self.attention, "encoder")(x, cls, train)
+        return {"patch_tokens": x.astype(jnp.float32)}
+
     @nn.compact
-    def __call__(self, x: Array, train: bool = False) -> dict[str, Array | None]:
+    def __call__(self, x: Array, train: bool = False, visible: Array | None = None) -> dict[str, Array | None]:
         """Encode a clip.
 
         Args:
           x: ``[N,T,H,W,3]`` float, normalised; T, H, W divisible by ``tubelet``.
           train: enables dropout / stochastic depth (``"dropout"`` rng needed when their rates are > 0).
+          visible: optional ``[N,K]`` int indices into the ``S`` patch positions of a time step: masked
+            encoding (VideoMAE tube masking), where only those positions of every step are encoded.
         Returns:
           ``{"frame_tokens": [N,T',D], "clip": [N,D], "logits": [N,num_classes] or None}``, float32,
           ``T' = T / tubelet[0]``. ``frame_tokens`` are per-step tokens (spatial mean of the final patch
           tokens; factorised: the temporal encoder's step tokens); ``clip`` is what the head sees.
+          With ``visible``: ``{"patch_tokens": [N,T',K,D]}``, the encoder's output for the visible patches
+          (before any readout norm); the parameters are the same as without it.
         """
         self._check_config()
         self._check_input(x)
         tokens = self._embed(x.astype(self.dtype))
+        if visible is not None:
+            return self._encode_visible(tokens, visible, train)
         if self.attention == "factorised":
             frame_tokens, clip = self._factorised(tokens, train)
         else:

@@ -1,4 +1,4 @@
-"""The training loop of one stage (teacher or student), top to bottom.
+"""The training loop of one stage (pretrain, teacher or student), top to bottom.
 
 setup (models, state, compiled steps: `train/setup.py`) -> restore or init -> data -> global sharded batch ->
 the stage's step -> metrics (fetched every `log_every`) -> evaluation -> checkpoints (every `checkpoint_every`,
@@ -26,8 +26,8 @@ from vicokd_jax.train import evaluation, nonfinite, preemption, report, setup
 from vicokd_jax.train.progress import Progress
 from vicokd_jax.train.writer import MetricWriter, write_atomic
 
-CURVES = ("loss/total", "loss/sup", "loss/kd", "loss/vc", "loss/feat", "loss/sequence", "loss/frame", "train/top1",
-          "train/teacher_top1")
+CURVES = ("loss/total", "loss/reconstruction", "loss/sup", "loss/kd", "loss/vc", "loss/feat", "loss/sequence",
+          "loss/frame", "train/top1", "train/teacher_top1")
 
 
 @dataclasses.dataclass
@@ -56,7 +56,7 @@ def metadata(cfg, stage: str, mesh, step: int) -> dict:
 
 
 def train_stage(stage_name: str, cfg, workdir) -> StageResult:
-    """Train `stage_name` ("teacher" | "student") of `cfg` in `workdir/<stage>`.
+    """Train `stage_name` ("pretrain" | "teacher" | "student") of `cfg` in `workdir/<stage>`.
 
     The result holds the final test metrics (METHOD.md names), `checkpoint`, `seconds`, `steps`, and
     `preempted=True` when SIGTERM stopped it early (a checkpoint was saved; rerun to resume).

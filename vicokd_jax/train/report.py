@@ -27,7 +27,7 @@ __all__ = ["format_table", "plot_confusion", "plot_curves", "curve_series", "sta
 # Console table
 # ------------------------------------------------------------------------------------------------------------
 _SCALAR_ORDER = ("top1", "top5", "map_class", "map_sample", "map_frame", "agreement", "pl_keep_rate",
-                 "pl_precision", "mean_covisible_pairs", "num_examples")
+                 "pl_precision", "mean_covisible_pairs", "reconstruction_loss", "num_examples")
 
 
 def _cell(value) -> str:

@@ -23,6 +23,9 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from flax import traverse_util
+
+from vicokd_jax import config as config_lib
 from vicokd_jax import methods, parallel
 from vicokd_jax.data import datasets
 from vicokd_jax.models import presets
@@ -69,7 +72,8 @@ def model_init(model, cfg, stage: str) -> Callable[[jax.Array], dict]:
 
     def init(key):
         batch = {k: jnp.zeros(s.shape, s.dtype) for k, s in specs.items()}
-        return model.init(key, *model_inputs(stage, cfg, batch))
+        rngs = {"params": key, "masking": key} if stage == "pretrain" else key  # the autoencoder draws masks
+        return model.init(rngs, *model_inputs(stage, cfg, batch))
 
     return init
 
@@ -127,7 +131,10 @@ def cpu_call_plan(cfg, stage: str, steps: int, step_input_bytes: int) -> tuple[i
 
 
 def stage_steps_and_lr(stage: str, cfg) -> tuple[int, float]:
-    """Steps and peak learning rate of a stage (`teacher.steps` / `teacher.lr` override the train ones)."""
+    """Steps and peak learning rate of a stage (`teacher.steps` / `teacher.lr` override the train ones;
+    `pretrain.steps` / `pretrain.lr` are the pretrain stage's)."""
+    if stage == "pretrain":
+        return cfg.pretrain.steps, cfg.pretrain.lr
     if stage == "teacher":
         return (cfg.teacher.steps if cfg.teacher.steps > 0 else cfg.train.steps,
                 cfg.teacher.lr if cfg.teacher.lr > 0 else cfg.train.lr)
@@ -151,6 +158,47 @@ def load_teacher(cfg, workdir: pathlib.Path, mesh):
     shardings = parallel.variable_shardings(mesh, abstract, cfg.mesh.rules, cfg.mesh.fsdp_min_size)
     variables = ckpt.load_variables(teacher_variables_path(cfg, workdir), abstract_with_shardings(abstract, shardings))
     return teacher, variables, shardings
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The pretrained encoder
+# ------------------------------------------------------------------------------------------------------------
+ENCODER = "rgb_encoder"  # the encoder's name in the student's and the masked autoencoder's parameter trees
+
+
+def pretrained_variables_path(cfg, workdir: pathlib.Path) -> pathlib.Path:
+    """Where the pretrain stage's variables are: this workdir's pretrain stage, or `pretrain.checkpoint`."""
+    root = pathlib.Path(cfg.pretrain.checkpoint) if cfg.pretrain.checkpoint else workdir
+    return root / "final_variables" if (root / "final_variables").exists() else root / "pretrain" / "final_variables"
+
+
+def load_pretrained_encoder(cfg, workdir: pathlib.Path, student_params, mesh) -> dict:
+    """The pretrained encoder's parameters, placed with the shardings of the student's `student_params[ENCODER]`
+    (arrays or ShapeDtypeStructs with shardings). Every pretrained leaf must exist in the student's encoder with
+    the same shape; leaves only the student has (its pooling norm) keep their initialisation."""
+    path = pretrained_variables_path(cfg, workdir)
+    if not path.exists():
+        raise FileNotFoundError(f"no pretrained encoder at {path}: train the pretrain stage (config.stages) or set "
+                                "config.pretrain.checkpoint to a workdir whose pretrain stage finished")
+    model = presets.pretrainer_from_config(cfg)
+    abstract = jax.eval_shape(model_init(model, cfg, "pretrain"), jax.random.key(0))
+    shardings = parallel.variable_shardings(mesh, abstract, cfg.mesh.rules, cfg.mesh.fsdp_min_size)
+    encoder = ckpt.load_variables(path, abstract_with_shardings(abstract, shardings))["params"][ENCODER]
+    flat_student = traverse_util.flatten_dict(student_params[ENCODER], sep="/")
+    flat = traverse_util.flatten_dict(encoder, sep="/")
+    for key, value in flat.items():
+        if key not in flat_student or flat_student[key].shape != value.shape:
+            have = flat_student[key].shape if key in flat_student else "nothing"
+            raise ValueError(f"pretrained encoder {path}: {ENCODER}/{key} has shape {value.shape}, the student's "
+                             f"has {have}; pretrain with the student's preset (config.model.student_preset)")
+    merged = {k: jax.device_put(flat.get(k, v), v.sharding) for k, v in flat_student.items()}
+    return traverse_util.unflatten_dict(merged, sep="/")
+
+
+def with_pretrained_encoder(state: TrainState, encoder: dict) -> TrainState:
+    """`state` with the student's encoder parameters replaced by `encoder` (the optimizer moments are zeros at
+    initialisation and do not depend on the parameters' values)."""
+    return state.replace(params={**state.params, ENCODER: encoder})
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -182,7 +230,8 @@ def build_stage(stage: str, cfg, workdir, mesh, log=print) -> Stage:
     """Assemble `stage` of `cfg` on `mesh`; compiles the train step ahead of time and prints its memory use."""
     workdir = pathlib.Path(workdir).absolute()
     steps, lr = stage_steps_and_lr(stage, cfg)
-    model = presets.teacher_from_config(cfg) if stage == "teacher" else presets.student_from_config(cfg)
+    model = {"pretrain": presets.pretrainer_from_config, "teacher": presets.teacher_from_config,
+             "student": presets.student_from_config}[stage](cfg)
     teacher = teacher_variables = teacher_shardings = None
     if stage == "student" and methods.needs_teacher(cfg.method):
         teacher, teacher_variables, teacher_shardings = load_teacher(cfg, workdir, mesh)
@@ -196,9 +245,17 @@ def build_stage(stage: str, cfg, workdir, mesh, log=print) -> Stage:
                                           teacher_shardings, steps_per_call=per_call, unroll=unroll)
     compiled = compile_ahead(stage, train_step, abstract_with_shardings(abstract, shardings), cfg, mesh,
                              teacher_variables, log, per_call)
+    def initial_state():
+        state = jax.jit(init, out_shardings=shardings)(seed)
+        if stage == "student" and config_lib.uses_pretrained_encoder(cfg):
+            state = with_pretrained_encoder(state, load_pretrained_encoder(cfg, workdir, state.params, mesh))
+            log(f"[student] encoder initialised from {pretrained_variables_path(cfg, workdir)}", file=sys.stderr,
+                flush=True)
+        return state
+
     return Stage(name=stage, model=model, steps=steps, mesh=mesh,
                  abstract_state=abstract_with_shardings(abstract, shardings),
-                 initial_state=lambda: jax.jit(init, out_shardings=shardings)(seed), train_step=compiled,
+                 initial_state=initial_state, train_step=compiled,
                  eval_step=step_lib.make_eval_step(stage, model, cfg, mesh, teacher), steps_per_call=per_call,
                  teacher=teacher,
                  teacher_variables=teacher_variables)

@@ -4,7 +4,8 @@ Teacher stage: the multi-modal teacher's forward and backward with the sequence 
 logits max-pooled over present views, frames labelled -1 = background ignored).
 Student stage: the frozen teacher's forward (no gradient) and the student's forward over all views, the method's
 `total_loss` (METHOD.md), gradients, the optimizer update.
-Both return per-term losses and diagnostics as metrics (device arrays; fetched by the loop at log points only).
+Pretrain stage: the masked autoencoder's reconstruction loss on every training clip (labels unused).
+All return per-term losses and diagnostics as metrics (device arrays; fetched by the loop at log points only).
 """
 from __future__ import annotations
 
@@ -56,9 +57,11 @@ def teacher_loss(out: dict, batch: dict, frame_weight: float, view_weight: float
 
 
 def model_inputs(stage: str, cfg, batch: dict) -> tuple:
-    """The positional inputs of the stage's model from a batch. Teacher: `(skeleton, rgb, view_mask)` (None for a
+    """The positional inputs of the stage's model from a batch. Pretrain: `(rgb, view_mask)`. Teacher: `(skeleton, rgb, view_mask)` (None for a
     modality it does not use), then `(audio, audio_mask)` when it hears. Student: `(rgb, view_mask)`, or for an
     audio student `(audio, view_mask & audio_mask)` (a view without a soundtrack is absent to it)."""
+    if stage == "pretrain":
+        return batch["rgb"], batch["view_mask"]
     if stage == "teacher":
         modalities = tuple(cfg.model.teacher_modalities)
         inputs = tuple(batch[m] if m in modalities else None for m in ("skeleton", "rgb")) + (batch["view_mask"],)
@@ -91,7 +94,13 @@ def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedul
         variables = {"params": params, **state.model_state}
         mutable = list(state.model_state.keys())
         rngs = {"dropout": dropout_key}
-        if stage == "teacher":
+        if stage == "pretrain":
+            rngs["masking"] = jax.random.fold_in(dropout_key, 1)
+            out, new_model_state = model.apply(variables, *model_inputs("pretrain", cfg, batch), train=True,
+                                               rngs=rngs, mutable=mutable)
+            loss = out["loss"]
+            metrics = {"loss/reconstruction": loss, "loss/total": loss}
+        elif stage == "teacher":
             out, new_model_state = model.apply(variables, *model_inputs("teacher", cfg, batch), train=True,
                                                rngs=rngs, mutable=mutable)
             loss, metrics = teacher_loss(out, batch, cfg.teacher.frame_loss_weight, cfg.teacher.view_loss_weight,
@@ -146,8 +155,15 @@ def make_train_step(stage: str, model, tx: optax.GradientTransformation, schedul
 
 
 def make_eval_step(stage: str, model, cfg, mesh, teacher=None) -> Callable:
-    """-> `eval(variables, batch[, teacher_variables]) -> outputs` (logits, view_logits, frame_logits[, teacher])."""
+    """-> `eval(variables, batch[, teacher_variables]) -> outputs` (logits, view_logits, frame_logits[, teacher]; the
+    pretrain stage: its reconstruction `loss` and the `count` of patches it is the mean of)."""
     def evaluate(variables, batch, teacher_variables=None):
+        if stage == "pretrain":  # the reconstruction loss under one fixed draw of masks, padding rows left out
+            rgb, view_mask = model_inputs("pretrain", cfg, batch)
+            if "valid" in batch:
+                view_mask = view_mask & batch["valid"][:, None]
+            out = model.apply(variables, rgb, view_mask, train=False, rngs={"masking": jax.random.key(0)})
+            return {"loss": out["loss"], "count": out["count"]}
         if stage == "teacher":
             out = model.apply(variables, *model_inputs("teacher", cfg, batch), train=False)
         else:
