@@ -72,6 +72,9 @@ def test_single_label_hand_values_with_absent_invisible_views_and_padding():
     assert r["mean_view_top1"] == pytest.approx(500 / 9)
     assert r["per_view_top1_visible"] == pytest.approx([100.0, 100.0, 0.0])
     assert r["mean_view_top1_visible"] == pytest.approx(200 / 3)
+    # seen by: s1 no view (wrong), s0 one (right), s2 and s3 two (one right); none by all three
+    assert r["clips_by_visible_views"] == [1, 1, 2, 0]
+    assert r["top1_by_visible_views"] == [0.0, 100.0, 50.0, None]
     assert r["mean_covisible_pairs"] == pytest.approx(0.75)
     assert r["agreement"] == pytest.approx(75.0)
     assert r["pl_keep_rate"] == pytest.approx(75.0)

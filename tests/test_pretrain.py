@@ -112,13 +112,15 @@ def pretrained(tmp_path_factory):
     return summary, workdir
 
 
-def test_pretrain_stage_learns_to_reconstruct(pretrained):
+def test_pretrain_stage_trains_and_reports_its_reconstruction_loss(pretrained):
     summary, workdir = pretrained
     result = summary["pretrain"]
     assert result["steps"] == 24 and result["num_examples"] == 16 and np.isfinite(result["reconstruction_loss"])
     records = [json.loads(x) for x in (workdir / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss/reconstruction"] for r in records if "loss/reconstruction" in r]
     assert len(losses) == 8
+    # From the random decoder's ~1.7 towards ~1.0, what predicting each normalised patch's mean (zero) scores: this
+    # shows the stage optimises its loss, not that 24 steps learn more than that (docs/RESULTS.md measures that).
     assert losses[-1] < 0.8 * losses[0], losses
     assert "export" not in summary  # no student, nothing to export
 

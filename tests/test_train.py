@@ -213,6 +213,18 @@ def test_export_evaluates_to_the_runs_own_numbers(smoke_run):
         np.testing.assert_allclose(metrics[key], summary["student"][key], atol=1e-6, err_msg=key)
 
 
+def test_a_finished_stage_evaluates_to_the_runs_own_numbers(smoke_run):
+    from vicokd_jax.evaluate import evaluate_stage
+
+    summary, workdir = smoke_run
+    for stage in ("teacher", "student"):
+        metrics = evaluate_stage(workdir, stage)
+        for key in ("top1", "top5", "per_view_top1", "mean_view_top1_visible", "confusion"):
+            np.testing.assert_allclose(metrics[key], summary[stage][key], atol=1e-6, err_msg=f"{stage} {key}")
+    with pytest.raises(FileNotFoundError, match="no finished teacher"):
+        evaluate_stage(workdir / "export", "teacher")
+
+
 def test_rerun_of_a_finished_run_changes_nothing(smoke_run):
     summary, workdir = smoke_run
     before = (workdir / "export" / "variables.msgpack").read_bytes()

@@ -1,10 +1,13 @@
-"""Evaluate an exported student on a split; prints the metrics as one JSON object.
+"""Evaluate an exported student, or a finished stage of a run, on a split; prints the metrics as one JSON object.
 
     python -m vicokd_jax.evaluate --export runs/demo/export [--split test] [--batch_size 32]
+    python -m vicokd_jax.evaluate --workdir runs/demo --stage teacher [--split test]
 
 Only the export is needed (its predictor and variables); the data come from the configuration stored in it
 (SynthMV is regenerated, other datasets are read from their prepared TFDS files). The numbers equal the run's own
-evaluation of the student (same split, same deterministic pipeline).
+evaluation of the student (same split, same deterministic pipeline). `--workdir`: a stage's saved
+`final_variables` with the run's `config.json` (a teacher has no export), e.g. to compute a metric added after the
+run; the student stage so evaluated has no teacher beside it, so no agreement or pseudo-label figures.
 """
 from __future__ import annotations
 
@@ -35,13 +38,49 @@ def evaluate_export(export_dir, split: str | None = None, batch_size: int = 32) 
     return acc.result()
 
 
+def evaluate_stage(workdir, stage: str = "teacher", split: str | None = None, batch_size: int = 32) -> dict:
+    """The metrics of the finished `stage` ("teacher" | "student") of the run in `workdir` on `split`."""
+    import pathlib
+
+    import jax
+    import ml_collections
+
+    from vicokd_jax.data import datasets, pipeline
+    from vicokd_jax.models import presets
+    from vicokd_jax.train import checkpoint, metrics, setup
+
+    workdir = pathlib.Path(workdir)
+    if stage not in ("teacher", "student"):
+        raise ValueError(f"--stage {stage!r}: expected teacher or student")
+    variables_path = workdir / stage / "final_variables"
+    if not (workdir / "config.json").is_file() or not variables_path.exists():
+        raise FileNotFoundError(f"{workdir}: no finished {stage} stage (needs config.json and {variables_path})")
+    cfg = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    model = presets.teacher_from_config(cfg) if stage == "teacher" else presets.student_from_config(cfg)
+    abstract = jax.eval_shape(setup.model_init(model, cfg, stage), jax.random.key(0))
+    variables = checkpoint.load_variables(variables_path, abstract, local=True)
+    apply = jax.jit(lambda v, *inputs: model.apply(v, *inputs, train=False))
+    source = datasets.make_source(cfg, split or cfg.data.test_split)
+    acc = metrics.EvalAccumulator.from_config(cfg, stage, class_names=getattr(source, "class_names", None))
+    for batch in pipeline.make_dataset(source, datasets.pipeline_config(cfg, False, batch_size)):
+        out = apply(variables, *setup.model_inputs(stage, cfg, batch))
+        acc.add({k: np.asarray(out[k]) for k in ("logits", "view_logits", "frame_logits")}, batch)
+    return acc.result()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--export", required=True, help="an export directory (vk.export.export)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--export", help="an export directory (vk.export.export)")
+    which.add_argument("--workdir", help="a run's workdir: evaluate its finished --stage from final_variables")
+    parser.add_argument("--stage", default="teacher", choices=("teacher", "student"), help="with --workdir")
     parser.add_argument("--split", default=None, help="default: the run's test split")
     parser.add_argument("--batch_size", type=int, default=32)
     args = parser.parse_args(argv)
-    print(json.dumps(evaluate_export(args.export, args.split, args.batch_size)))
+    if args.export:
+        print(json.dumps(evaluate_export(args.export, args.split, args.batch_size)))
+    else:
+        print(json.dumps(evaluate_stage(args.workdir, args.stage, args.split, args.batch_size)))
     return 0
 
 

@@ -16,6 +16,8 @@ Metric definitions (all percentages are ×100; a metric with nothing to average 
   view v exists (`view_mask`); `per_view_top1_visible[v]`: the same over samples where, in addition, the person
   is *visible* in view v (see below). `mean_view_top1(_visible)`: the mean of the per-view values over the views
   that have one (a macro average over views). `confusion`: C×C counts of argmax predictions, rows = true class.
+  `top1_by_visible_views[n]`: `top1` over the samples in which exactly n views see the person (visible, below),
+  `clips_by_visible_views[n]` their number (both when visibility is known).
 * multi-label — `map_class`: class-wise average precision averaged over the classes with ≥ 1 positive;
   `map_sample`: per-sample AP over classes averaged over samples with ≥ 1 positive (the MultiSensor-Home code's
   `mAP(targets, preds)` and `mAP(targets.T, preds.T)`, which equal ours up to tie handling);
@@ -360,6 +362,13 @@ class EvalAccumulator:
         }
         view_correct = cols["view_logits"].argmax(-1) == label[:, None]  # [N,V]
         out.update(self._per_view("top1", cols, lambda m, v: _percent(view_correct[m[:, v], v].sum(), m[:, v].sum())))
+        if "visible" in cols:
+            seen_by = cols["visible"].sum(1)  # [N]: how many views see the person
+            correct = ranked[:, 0] == label
+            counts = [int((seen_by == n).sum()) for n in range(cols["visible"].shape[1] + 1)]
+            out["clips_by_visible_views"] = counts
+            out["top1_by_visible_views"] = [_percent(correct[seen_by == n].sum(), count)
+                                            for n, count in enumerate(counts)]
         return out
 
     def _multi_label_metrics(self, cols: dict[str, np.ndarray]) -> dict[str, Any]:
