@@ -204,3 +204,15 @@ def test_a_run_made_before_a_key_existed_is_compared_with_what_it_did():
     config_lib.apply_overrides(v1, ["data.fov_deg=62.0", "data.aim_offset=0.45", "data.camera_height=2.6",
                                     "model.teacher_rgb_input=rgb"])
     assert config_lib.result_changes(old, v1) == []
+
+
+def test_a_run_made_before_a_key_existed_had_its_default():
+    """Any other key missing from an old config.json stands for its default (what reproduces the run): a new
+    config that sets it to something else changes the result (a student starting from a pretrained encoder is
+    not the run made before the pretrain stage existed)."""
+    old = json.loads(json.dumps(config_lib.to_dict(config_lib.default_config("kd"))))
+    del old["pretrain"]
+    assert config_lib.result_changes(old, config_lib.default_config("kd")) == []
+    new = config_lib.default_config("kd")
+    config_lib.apply_overrides(new, ["pretrain.checkpoint=runs/pretrained"])
+    assert config_lib.result_changes(old, new) == ["pretrain.checkpoint: '' -> 'runs/pretrained'"]

@@ -366,11 +366,14 @@ ABSENT_KEY_VALUES = {**{f"data.{k}": v for k, v in datasets.SYNTH_FIELD_DEFAULTS
 def result_changes(old: dict, new) -> list[str]:
     """`"key: old -> new"` for every key set in both configs whose value differs, except EXECUTION_KEYS.
 
-    `old` is a loaded config.json; `new` a ConfigDict. A key of ABSENT_KEY_VALUES missing from `old` takes that
-    value; other keys present in only one of them are not compared: a key added to the defaults after a run was
-    made holds the value that reproduces the earlier behaviour.
+    `old` is a loaded config.json; `new` a ConfigDict. A key missing from `old` takes its ABSENT_KEY_VALUES value,
+    or else its default for `old`'s method: a key added to the defaults after a run was made holds the value
+    that reproduces the earlier behaviour, so a new config that sets it otherwise is a change.
     """
-    old_flat = {**ABSENT_KEY_VALUES, **traverse_util.flatten_dict(old, sep=".")}
+    method = old.get("method", {}).get("name", "vicokd")
+    defaults = json.loads(json.dumps(to_dict(default_config(method if method in methods.METHODS else "vicokd"))))
+    old_flat = {**traverse_util.flatten_dict(defaults, sep="."), **ABSENT_KEY_VALUES,
+                **traverse_util.flatten_dict(old, sep=".")}
     new_flat = traverse_util.flatten_dict(json.loads(json.dumps(to_dict(new))), sep=".")  # tuples -> lists, as saved
     return [f"{key}: {old_flat[key]!r} -> {new_flat[key]!r}" for key in sorted(old_flat.keys() & new_flat.keys())
             if key not in EXECUTION_KEYS and old_flat[key] != new_flat[key]]
