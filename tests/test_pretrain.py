@@ -214,3 +214,35 @@ def test_masked_encoding_of_every_position_is_the_plain_encoding():
     np.testing.assert_allclose(steps, plain, atol=1e-5)
     in_place = encoder.apply(variables, x, visible=jnp.stack([jnp.arange(16)] * 2).astype(jnp.int32))["patch_tokens"]
     np.testing.assert_allclose(tokens[1], in_place[1][:, np.asarray(order[1])], atol=1e-5)
+
+
+def test_the_autoencoder_reconstructs_hidden_patches_it_can_infer():
+    """Clips whose hidden patches follow from where they are (one fixed image, still): 200 steps take
+    the loss far below that of predicting zeros, which a decoder that did not know where each hidden patch is
+    could not do."""
+    import optax
+
+    from vicokd_jax.models.masked_autoencoder import MaskedVideoAutoencoder
+
+    model = MaskedVideoAutoencoder(presets.build_encoder("micro"), input_mode="rgb", normalize_targets=False)
+    image = jax.random.randint(jax.random.key(0), (1, 1, 1, 32, 32, 3), 0, 256).astype(jnp.uint8)
+    rgb = jnp.broadcast_to(image, (2, 2, 4, 32, 32, 3))
+    view_mask = jnp.ones((2, 2), bool)
+    variables = model.init({"params": jax.random.key(1), "masking": jax.random.key(2)}, rgb, view_mask)
+    tx = optax.adam(3e-3)
+    params, opt_state = variables["params"], tx.init(variables["params"])
+
+    def loss_fn(params, key):
+        return model.apply({"params": params}, rgb, view_mask, rngs={"masking": key})["loss"]
+
+    @jax.jit
+    def step(params, opt_state, key):
+        loss, grads = jax.value_and_grad(loss_fn)(params, key)
+        updates, opt_state = tx.update(grads, opt_state)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    for i in range(200):
+        params, opt_state, loss = step(params, opt_state, jax.random.key(100 + i))
+    pixels = vk.models.heads.normalize_rgb(rgb)
+    zeros_loss = float(jnp.mean(jnp.square(pixels)))  # the loss of predicting 0 for every hidden patch
+    assert float(loss_fn(params, jax.random.key(7))) < 0.2 * zeros_loss
