@@ -108,19 +108,19 @@ def test_masked_encoding_refuses_factorised_attention():
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("pretrain")
-    summary = vk.launch.run(_cfg(PRETRAIN_ONLY, "pretrain.steps=24", "pretrain.lr=3e-3"), workdir)
+    summary = vk.launch.run(_cfg(PRETRAIN_ONLY, "pretrain.steps=12", "pretrain.lr=3e-3"), workdir)
     return summary, workdir
 
 
 def test_pretrain_stage_trains_and_reports_its_reconstruction_loss(pretrained):
     summary, workdir = pretrained
     result = summary["pretrain"]
-    assert result["steps"] == 24 and result["num_examples"] == 16 and np.isfinite(result["reconstruction_loss"])
+    assert result["steps"] == 12 and result["num_examples"] == 16 and np.isfinite(result["reconstruction_loss"])
     records = [json.loads(x) for x in (workdir / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss/reconstruction"] for r in records if "loss/reconstruction" in r]
-    assert len(losses) == 8
+    assert len(losses) == 4
     # From the random decoder's ~1.7 towards ~1.0, what predicting each normalised patch's mean (zero) scores: this
-    # shows the stage optimises its loss, not that 24 steps learn more than that (docs/RESULTS.md measures that).
+    # shows the stage optimises its loss, not that 12 steps learn more than that (docs/RESULTS.md measures that).
     assert losses[-1] < 0.8 * losses[0], losses
     assert "export" not in summary  # no student, nothing to export
 
@@ -154,10 +154,11 @@ def _load(workdir):
 def test_a_missing_pretrained_encoder_is_an_error_naming_the_path(tmp_path):
     cfg = _cfg(f"pretrain.checkpoint={tmp_path / 'nowhere'}")
     mesh = parallel.mesh_from_config(cfg.mesh)
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        setup.build_stage("student", cfg, tmp_path, mesh).initial_state()
+    with pytest.raises(FileNotFoundError, match="nowhere"):  # before the step is compiled
+        setup.build_stage("student", cfg, tmp_path, mesh)
 
 
+@pytest.mark.slow
 def test_preempted_pretrain_stage_resumes_to_the_same_variables(tmp_path, monkeypatch):
     """SIGTERM in the first call (steps 1-3 of 6) saves step 3; the rerun ends with the uninterrupted run's
     exact variables."""

@@ -172,14 +172,20 @@ def pretrained_variables_path(cfg, workdir: pathlib.Path) -> pathlib.Path:
     return root / "final_variables" if (root / "final_variables").exists() else root / "pretrain" / "final_variables"
 
 
-def load_pretrained_encoder(cfg, workdir: pathlib.Path, student_params, mesh) -> dict:
-    """The pretrained encoder's parameters, placed with the shardings of the student's `student_params[ENCODER]`
-    (arrays or ShapeDtypeStructs with shardings). Every pretrained leaf must exist in the student's encoder with
-    the same shape; leaves only the student has (its pooling norm) keep their initialisation."""
+def check_pretrained_encoder(cfg, workdir: pathlib.Path) -> pathlib.Path:
+    """The path of the pretrained variables, or FileNotFoundError naming where they were looked for."""
     path = pretrained_variables_path(cfg, workdir)
     if not path.exists():
         raise FileNotFoundError(f"no pretrained encoder at {path}: train the pretrain stage (config.stages) or set "
                                 "config.pretrain.checkpoint to a workdir whose pretrain stage finished")
+    return path
+
+
+def load_pretrained_encoder(cfg, workdir: pathlib.Path, student_params, mesh) -> dict:
+    """The pretrained encoder's parameters, placed with the shardings of the student's `student_params[ENCODER]`
+    (arrays or ShapeDtypeStructs with shardings). Every pretrained leaf must exist in the student's encoder with
+    the same shape; leaves only the student has (its pooling norm) keep their initialisation."""
+    path = check_pretrained_encoder(cfg, workdir)
     model = presets.pretrainer_from_config(cfg)
     abstract = jax.eval_shape(model_init(model, cfg, "pretrain"), jax.random.key(0))
     shardings = parallel.variable_shardings(mesh, abstract, cfg.mesh.rules, cfg.mesh.fsdp_min_size)
@@ -235,6 +241,8 @@ def build_stage(stage: str, cfg, workdir, mesh, log=print) -> Stage:
     teacher = teacher_variables = teacher_shardings = None
     if stage == "student" and methods.needs_teacher(cfg.method):
         teacher, teacher_variables, teacher_shardings = load_teacher(cfg, workdir, mesh)
+    if stage == "student" and config_lib.uses_pretrained_encoder(cfg) and "pretrain" not in config_lib.stages_of(cfg):
+        check_pretrained_encoder(cfg, workdir)  # before compiling: a missing encoder is a config error
     tx, schedule = make_optimizer(cfg.train, steps, lr)
     init = init_state_fn(model_init(model, cfg, stage), tx)
     seed = jnp.asarray(cfg.train.seed, jnp.uint32)
