@@ -33,3 +33,27 @@ def fixtures() -> pathlib.Path:
     if path is None:
         pytest.skip("real-data fixtures not found: set $VICOKD_FIXTURES or place shared/fixtures beside the repo")
     return path
+
+
+@pytest.fixture
+def preempt_first_call(monkeypatch):
+    """`arm()`: from now on, the first multi-step call of a run sets the SIGTERM flag as it assembles its batches
+    (a preemption in the middle of a stage); returns `disarm()`, to call before the rerun."""
+    from vicokd_jax import parallel
+    from vicokd_jax.train import preemption
+
+    original = parallel.global_batches
+
+    def arm():
+        calls = {"n": 0}
+
+        def preempt_in_the_first_call(batches, mesh):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                preemption.PREEMPTED.set()
+            return original(batches, mesh)
+
+        monkeypatch.setattr(parallel, "global_batches", preempt_in_the_first_call)
+        return lambda: monkeypatch.setattr(parallel, "global_batches", original)
+
+    return arm

@@ -15,7 +15,7 @@ from vicokd_jax import parallel
 from vicokd_jax.models import presets
 from vicokd_jax.models.masked_autoencoder import normalize_patches, patchify, reconstruction_loss, tube_mask
 from vicokd_jax.train import checkpoint as ckpt
-from vicokd_jax.train import preemption, setup
+from vicokd_jax.train import setup
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "experiments" / "synth_student_only.py") + ":smoke"
@@ -159,24 +159,15 @@ def test_a_missing_pretrained_encoder_is_an_error_naming_the_path(tmp_path):
 
 
 @pytest.mark.slow
-def test_preempted_pretrain_stage_resumes_to_the_same_variables(tmp_path, monkeypatch):
+def test_preempted_pretrain_stage_resumes_to_the_same_variables(tmp_path, preempt_first_call):
     """SIGTERM in the first call (steps 1-3 of 6) saves step 3; the rerun ends with the uninterrupted run's
     exact variables."""
     reference = tmp_path / "reference"
     vk.launch.run(_cfg(PRETRAIN_ONLY), reference)
-    calls = {"n": 0}
-    original = parallel.global_batches
-
-    def preempt_in_the_first_call(batches, mesh):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            preemption.PREEMPTED.set()
-        return original(batches, mesh)
-
-    monkeypatch.setattr(parallel, "global_batches", preempt_in_the_first_call)
+    disarm = preempt_first_call()
     first = vk.launch.run(_cfg(PRETRAIN_ONLY), tmp_path / "run")
     assert first.get("preempted") and first["pretrain"]["step"] == 3
-    monkeypatch.setattr(parallel, "global_batches", original)
+    disarm()
     second = vk.launch.run(_cfg(PRETRAIN_ONLY), tmp_path / "run")
     assert not second.get("preempted")
     assert second["pretrain"]["reconstruction_loss"] == pytest.approx(

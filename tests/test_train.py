@@ -234,23 +234,14 @@ def test_rerun_of_a_finished_run_changes_nothing(smoke_run):
 
 
 @pytest.mark.slow
-def test_preempted_run_resumes_to_the_same_export(smoke_run, tmp_path, monkeypatch):
+def test_preempted_run_resumes_to_the_same_export(smoke_run, tmp_path, preempt_first_call):
     """SIGTERM during the first call (steps 1-3 of 6, chosen 3 per call) saves step 3, which is no checkpoint
     point here (checkpoints every 6); the resumed run ends with the reference run's exact export."""
     _, reference = smoke_run
-    calls = {"n": 0}
-    original = parallel.global_batches
-
-    def preempt_in_the_first_call(batches, mesh):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            preemption.PREEMPTED.set()
-        return original(batches, mesh)
-
-    monkeypatch.setattr(parallel, "global_batches", preempt_in_the_first_call)
+    disarm = preempt_first_call()
     first = vk.launch.run(_cfg("train.checkpoint_every=6"), tmp_path)
     assert first.get("preempted") and first["teacher"]["step"] == 3
-    monkeypatch.setattr(parallel, "global_batches", original)
+    disarm()
     second = vk.launch.run(_cfg("train.checkpoint_every=6"), tmp_path)
     assert not second.get("preempted")
     assert (tmp_path / "export" / "variables.msgpack").read_bytes() == \
