@@ -1,7 +1,8 @@
 """A stage's evaluation: its eval step over a whole split, accumulated into the metrics of METHOD.md.
 
-The pretrain stage's metric is its reconstruction loss (`reconstruction`). Every threshold comes from the run config (`metrics.EvalAccumulator.from_config`): visibility from the method's
-VC score threshold (the teacher's view threshold for the teacher), pseudo-label diagnostics from `method.pl`.
+The pretrain stage's metric is its reconstruction loss (`reconstruction`). Every threshold comes from the run
+config (`metrics.EvalAccumulator.from_config`): visibility from the method's VC score threshold (the teacher's
+view threshold for the teacher), pseudo-label diagnostics from `method.pl`.
 """
 from __future__ import annotations
 

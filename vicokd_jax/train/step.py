@@ -57,8 +57,8 @@ def teacher_loss(out: dict, batch: dict, frame_weight: float, view_weight: float
 
 
 def model_inputs(stage: str, cfg, batch: dict) -> tuple:
-    """The positional inputs of the stage's model from a batch. Pretrain: `(rgb, view_mask)`. Teacher: `(skeleton, rgb, view_mask)` (None for a
-    modality it does not use), then `(audio, audio_mask)` when it hears. Student: `(rgb, view_mask)`, or for an
+    """The positional inputs of the stage's model from a batch. Pretrain: `(rgb, view_mask)`. Teacher:
+    `(skeleton, rgb, view_mask)` (None for a modality it does not use), then `(audio, audio_mask)` when it hears. Student: `(rgb, view_mask)`, or for an
     audio student `(audio, view_mask & audio_mask)` (a view without a soundtrack is absent to it)."""
     if stage == "pretrain":
         return batch["rgb"], batch["view_mask"]
