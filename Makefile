@@ -9,7 +9,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 # Installs the pinned stack plus the test extras, then the package itself (editable), then checks consistency.
-$(VENV)/.installed: requirements.txt requirements-test.txt setup.cfg | $(BIN)/python
+$(VENV)/.installed: requirements.txt requirements-edge.txt requirements-test.txt setup.cfg | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	$(BIN)/pip install --quiet --no-deps -e .

@@ -57,3 +57,23 @@ def preempt_first_call(monkeypatch):
         return lambda: monkeypatch.setattr(parallel, "global_batches", original)
 
     return arm
+
+
+@pytest.fixture(scope="session")
+def default_student_export(tmp_path_factory):
+    """(cfg, export dir) of the default ViCoKD student (experiments/synth_vicokd.py, 2 test clips) with
+    trained-like variables; with its ONNX files when the edge extra is installed. Shared by the ONNX and
+    predict tests: one conversion for both."""
+    import jax
+
+    from trained_like import trained_like
+    from vicokd_jax import config
+    from vicokd_jax import export
+    from vicokd_jax.models import presets
+    from vicokd_jax.train import setup
+
+    cfg = config.from_file("experiments/synth_vicokd.py")
+    cfg.data.num_test = 6
+    student = presets.student_from_config(cfg)
+    variables = trained_like(setup.model_init(student, cfg, "student")(jax.random.key(0)))
+    return cfg, export.export_student(cfg, variables, tmp_path_factory.mktemp("student") / "export")

@@ -267,7 +267,8 @@ def _tiny_export(out_dir) -> pathlib.Path:
         return {"logits": x.sum(1), "view_logits": x}
 
     variables = {"params": {"w": np.ones((3, 5), np.float32)}}
-    return export_lib.export_predictor(out_dir, apply_fn, variables, {"name": "tiny"}, SPEC, platforms=("cpu",))
+    return export_lib.export_predictor(out_dir, apply_fn, variables, {"name": "tiny"}, SPEC, platforms=("cpu",),
+                                       onnx=False)
 
 
 @pytest.mark.parametrize("name", [export_lib.VARIABLES_FILE, export_lib.PREDICTOR_FILE])

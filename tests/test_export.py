@@ -15,6 +15,9 @@ from vicokd_jax import export as vke
 from vicokd_jax.models import presets
 
 VIEWS, CLASSES = 3, 5
+# The jax.export predictor for the CPU only: what the tests of the export mechanics need (tests/test_onnx.py
+# covers the ONNX files).
+JAX_ONLY = dict(platforms=("cpu",), onnx=False)
 
 
 def _input_spec() -> dict:
@@ -83,8 +86,9 @@ def export_copy(exported, tmp_path):
 
 
 def test_layout_manifest_and_config(exported, student):
+    onnx_files = [] if vke.onnx_convert.missing_extra() else [vke.ONNX_FILE, vke.ONNX_INT8_FILE]
     assert sorted(p.name for p in exported.iterdir()) == sorted(
-        [vke.VARIABLES_FILE, vke.PREDICTOR_FILE, vke.CONFIG_FILE, vke.MANIFEST_FILE])
+        [vke.VARIABLES_FILE, vke.PREDICTOR_FILE, vke.CONFIG_FILE, vke.MANIFEST_FILE, *onnx_files])
     manifest = json.loads((exported / vke.MANIFEST_FILE).read_text())
     for name, entry in manifest["files"].items():
         assert hashlib.sha256((exported / name).read_bytes()).hexdigest() == entry["sha256"]
@@ -120,26 +124,26 @@ def test_predict_matches_apply(exported, student, reference_out, batch_size):
 
 
 _SUBPROCESS = textwrap.dedent("""
-    import importlib.abc, importlib.util, sys
+    import importlib.abc, sys
     import numpy as np
 
-    class NoVicokd(importlib.abc.MetaPathFinder):
-        # Any attempt to import the package (models, training code, ...) fails loudly.
-        def find_spec(self, name, path=None, target=None):
-            if name == "vicokd_jax" or name.startswith("vicokd_jax."):
-                raise ImportError(f"export loading imported {name}")
-    sys.meta_path.insert(0, NoVicokd())
+    # The export's own modules (file names, manifest, jax.export reader, ONNX writer) and nothing else of the
+    # package: any attempt to import models, training or data code fails loudly.
+    ALLOWED = {"vicokd_jax", "vicokd_jax.export", "vicokd_jax.export.files", "vicokd_jax.export.format",
+               "vicokd_jax.export.onnx_convert"}
 
-    # Loaded from its file so that vicokd_jax/__init__ (which imports the models) does not run.
-    spec = importlib.util.spec_from_file_location("standalone_export", sys.argv[1])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
+    class OnlyExportCode(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.startswith("vicokd_jax") and name not in ALLOWED:
+                raise ImportError(f"export loading imported {name}")
+    sys.meta_path.insert(0, OnlyExportCode())
+
+    from vicokd_jax.export import format as mod
     predict = mod.load(sys.argv[2])
     batch = dict(np.load(sys.argv[3]))
     out = predict(batch)
     assert "vicokd_jax.models" not in sys.modules
-    assert not [m for m in sys.modules if m.startswith("vicokd_jax")]
+    assert not [m for m in sys.modules if m.startswith("vicokd_jax") and m not in ALLOWED]
     np.savez(sys.argv[4], **{k: np.asarray(v) for k, v in out.items()})
 """)
 
@@ -147,7 +151,7 @@ _SUBPROCESS = textwrap.dedent("""
 def test_load_in_fresh_process_without_model_code(exported, reference_out, tmp_path):
     batch, ref = reference_out
     np.savez(tmp_path / "batch.npz", **batch)
-    subprocess.run([sys.executable, "-c", _SUBPROCESS, vke.format.__file__, str(exported), str(tmp_path / "batch.npz"),
+    subprocess.run([sys.executable, "-c", _SUBPROCESS, "unused", str(exported), str(tmp_path / "batch.npz"),
                     str(tmp_path / "out.npz")], check=True, cwd=tmp_path, timeout=300)
     out = np.load(tmp_path / "out.npz")
     for key in ("logits", "view_logits"):
@@ -189,9 +193,9 @@ def test_reexport_replaces_and_failed_export_keeps_previous(student, tmp_path):
     def apply_without_train(v, rgb, view_mask):  # a plain function: no `train` keyword is passed to it
         return model.apply(v, rgb, view_mask, train=False)
 
-    vke.export_predictor(out, apply_without_train, variables, {"run": 1}, _input_spec(), platforms=("cpu",))
+    vke.export_predictor(out, apply_without_train, variables, {"run": 1}, _input_spec(), **JAX_ONLY)
     doubled = jax.tree.map(lambda x: x * 2, variables)
-    vke.export_predictor(out, model.apply, doubled, {"run": 2}, _input_spec(), platforms=("cpu",))
+    vke.export_predictor(out, model.apply, doubled, {"run": 2}, _input_spec(), **JAX_ONLY)
     predict = vke.load(out)
     assert predict.config["run"] == 2
     leaf = jax.tree.leaves(predict.variables)[0]
@@ -202,9 +206,9 @@ def test_reexport_replaces_and_failed_export_keeps_previous(student, tmp_path):
         raise RuntimeError("model exploded")
 
     with pytest.raises(RuntimeError, match="model exploded"):
-        vke.export_predictor(out, broken_apply, variables, {"run": 3}, _input_spec(), platforms=("cpu",))
+        vke.export_predictor(out, broken_apply, variables, {"run": 3}, _input_spec(), **JAX_ONLY)
     with pytest.raises(TypeError, match=r"config\.bad"):  # not JSON-able: fails before anything is replaced
-        vke.export_predictor(out, model.apply, variables, {"bad": object()}, _input_spec(), platforms=("cpu",))
+        vke.export_predictor(out, model.apply, variables, {"bad": object()}, _input_spec(), **JAX_ONLY)
     assert _tree_digest(out) == before
     assert vke.load(out).config["run"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temp or backup dirs left behind
@@ -216,7 +220,7 @@ def test_refuses_to_replace_a_non_export_directory(student, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not an export"):
-        vke.export_predictor(out, model.apply, variables, {}, _input_spec(), platforms=("cpu",))
+        vke.export_predictor(out, model.apply, variables, {}, _input_spec(), **JAX_ONLY)
     assert (out / "notes.txt").read_text() == "keep me"
 
 
@@ -230,7 +234,7 @@ def test_platform_that_cannot_lower_is_dropped_with_a_note(student, tmp_path, mo
         return real_export(fn, platforms=platforms, **kw)
 
     monkeypatch.setattr(jax.export, "export", export_without_cuda)
-    out = vke.export_predictor(tmp_path / "export", model.apply, variables, {}, _input_spec())
+    out = vke.export_predictor(tmp_path / "export", model.apply, variables, {}, _input_spec(), onnx=False)
     info = vke.load(out).config["export_info"]
     assert info["platforms"] == ["cpu"] and info["platforms_requested"] == ["cpu", "cuda"]
     assert "no cuda lowering here" in info["platform_notes"]["cuda"]

@@ -149,7 +149,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step_and_the_rerun_resume
 
     def sigterm_process_1_after_the_first_checkpoint(procs):
         deadline = time.monotonic() + 600
-        while not any((tmp_path / "teacher" / "checkpoints").glob("*/commit_success.txt")):
+        while not ckpt.committed_steps(tmp_path / "teacher" / "checkpoints"):
             assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no first checkpoint"
             time.sleep(0.05)
         procs[1].send_signal(signal.SIGTERM)

@@ -66,6 +66,11 @@ DOCUMENTED = [
     "train.loop",
     "train.checkpoint",
     "export.load",
+    "export.load_onnx",
+    "export.onnx_convert",
+    "data.pyskl.PysklSource",
+    "data.builders.pyskl.Pyskl",
+    "predict.main",
 ]
 
 

@@ -249,9 +249,7 @@ def _run_to_completion(workdir, timeout=900):
 
 def _has_checkpoint(workdir) -> bool:
     """The teacher's first checkpoint is committed (its step folder exists under its final name)."""
-    checkpoints = workdir / "teacher" / "checkpoints"
-    return checkpoints.exists() and any(p.name.isdigit() and (p / "commit_success.txt").exists()
-                                        for p in checkpoints.iterdir())
+    return bool(ckpt.committed_steps(workdir / "teacher" / "checkpoints"))
 
 
 def _wait_for_first_checkpoint(proc, workdir, timeout=600) -> float:

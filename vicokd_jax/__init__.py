@@ -10,7 +10,8 @@ Public entry points (see README.md), imported on first use so that e.g. loading 
     vk.views        view operations shared by losses, steps and metrics
     vk.data         SynthMV, NTU RGB+D, MultiSensor-Home, TFDS builders, grain pipelines, datasets of a config
     vk.train        setup (stage assembly), loop, step, state, checkpoint, metrics, report
-    vk.export       export(workdir, out_dir) / load(out_dir) -> predictor
+    vk.export       export(workdir, out_dir) / load(out_dir) -> predictor; load_onnx(out_dir) (ONNX Runtime)
+    vk.predict      videos in -> action out, from an export (the CLI; --onnx without JAX)
     vk.sweep        studies: grids of runs, shared teachers, resumable, tables and plots
 
 Every package of vicokd_jax reaches its submodules by attribute (`vk.data.synthetic.SynthMV`, `vk.train.loop`):
@@ -22,7 +23,7 @@ import pkgutil
 
 __version__ = "0.1.0"
 __all__ = ["config", "convert", "data", "evaluate", "export", "launch", "losses", "methods", "models", "parallel",
-           "sweep", "train", "views"]
+           "predict", "sweep", "train", "views"]
 
 
 def lazy_submodules(package: str, namespace: dict):

@@ -19,6 +19,7 @@ from flax import traverse_util
 
 from vicokd_jax import methods, parallel
 from vicokd_jax.data import datasets
+from vicokd_jax.export import onnx_convert
 
 STAGES = ("pretrain", "teacher", "student")
 DATASETS = datasets.DATASET_NAMES
@@ -35,7 +36,7 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
 
     # ---- data ------------------------------------------------------------------------------------------------
     cfg.data = ml_collections.ConfigDict(dict(
-        name="synth_mv",            # synth_mv (generated on the fly unless tfds_config is set) | ntu_rgbd | ...
+        name="synth_mv",            # synth_mv (generated on the fly unless tfds_config is set) | ntu_rgbd | pyskl | ...
         tfds_config="",             # TFDS builder config to read from data_dir (prepared with tools.prepare_data)
         data_dir="",                # TFDS data_dir ("" = ~/tensorflow_datasets)
         seed=0,                     # SynthMV generation seed
@@ -134,6 +135,14 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         steps_per_call=0,           # K steps per compiled call (lax.scan); 0: chosen from the cadence (setup.py)
     ))
 
+    # ---- export --------------------------------------------------------------------------------------------
+    cfg.export = ml_collections.ConfigDict(dict(
+        # The student's export also holds model.onnx and model_int8.onnx (vicokd_jax.export.format): "auto" when
+        # the edge extra (requirements-edge.txt) is installed, "always" requires it (refused before any work),
+        # "never" writes the jax.export predictor only.
+        onnx="auto",
+    ))
+
     # ---- devices -------------------------------------------------------------------------------------------
     cfg.mesh = ml_collections.ConfigDict(dict(
         data=-1,                    # data-parallel axis size (-1: all remaining devices)
@@ -187,6 +196,8 @@ def validate(cfg) -> None:
     if cfg.model.teacher_rgb_input not in ("rgb", "rgb_diff"):
         raise ValueError(f"config.model.teacher_rgb_input={cfg.model.teacher_rgb_input!r}; expected rgb or rgb_diff")
     _check_audio(cfg)
+    _check_export(cfg, stages)
+    datasets.check_pyskl(cfg)
     datasets.check_modalities(cfg, needed)
     if "student" in stages and methods.needs_teacher(cfg.method):
         _check_student_teacher(cfg, student_modality)
@@ -220,6 +231,17 @@ def _check_audio(cfg) -> None:
     if d.audio_frames < 1 or d.audio_mel_bins < 1:
         raise ValueError(f"config.data.audio_frames={d.audio_frames} and data.audio_mel_bins={d.audio_mel_bins} must "
                          "be >= 1")
+
+
+ONNX_EXPORT = ("auto", "always", "never")
+
+
+def _check_export(cfg, stages: tuple[str, ...]) -> None:
+    if cfg.export.onnx not in ONNX_EXPORT:
+        raise ValueError(f"config.export.onnx={cfg.export.onnx!r}; expected one of {ONNX_EXPORT}")
+    missing = onnx_convert.missing_extra()
+    if cfg.export.onnx == "always" and "student" in stages and missing:
+        raise ValueError(f"config.export.onnx='always' but {missing} (or set config.export.onnx='auto')")
 
 
 def uses_pretrained_encoder(cfg) -> bool:
@@ -353,7 +375,7 @@ EXECUTION_KEYS = frozenset({
     "name", "data.num_workers", "data.cache_examples", "data.data_dir", "teacher.checkpoint",
     "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.eval_batch_size",
     "train.on_nonfinite", "train.steps_per_call", "mesh.data", "mesh.fsdp", "mesh.fsdp_min_size",
-    "mesh.rules", "mesh.dcn_data", "mesh.dcn_fsdp",
+    "mesh.rules", "mesh.dcn_data", "mesh.dcn_fsdp", "export.onnx",
 })
 
 
@@ -390,5 +412,6 @@ def smoke(cfg) -> ml_collections.ConfigDict:
     cfg.train.warmup_steps = 2
     cfg.train.log_every, cfg.train.checkpoint_every = 4, 6
     cfg.train.eval_every = 0
+    cfg.export.onnx = "never"  # the ONNX conversion would take about as long as the smoke run itself
     cfg.name = cfg.name + "_smoke"
     return cfg

@@ -1,6 +1,6 @@
 """Evaluate an exported student, or a finished stage of a run, on a split; prints the metrics as one JSON object.
 
-    python -m vicokd_jax.evaluate --export runs/demo/export [--split test] [--batch_size 32]
+    python -m vicokd_jax.evaluate --export runs/demo/export [--backend jax|onnx|onnx-int8] [--split test]
     python -m vicokd_jax.evaluate --workdir runs/demo --stage teacher [--split test]
 
 Only the export is needed (its predictor and variables); the data come from the configuration stored in it
@@ -8,6 +8,8 @@ Only the export is needed (its predictor and variables); the data come from the 
 evaluation of the student (same split, same deterministic pipeline). `--workdir`: a stage's saved
 `final_variables` with the run's `config.json` (a teacher has no export), e.g. to compute a metric added after the
 run; the student stage so evaluated has no teacher beside it, so no agreement or pseudo-label figures.
+`--backend onnx` / `onnx-int8` run the export's `model.onnx` / `model_int8.onnx` with ONNX Runtime instead of
+the jax.export predictor (the data pipeline still needs the package's JAX install).
 """
 from __future__ import annotations
 
@@ -18,14 +20,21 @@ import sys
 import numpy as np
 
 
-def evaluate_export(export_dir, split: str | None = None, batch_size: int = 32) -> dict:
+BACKENDS = ("jax", "onnx", "onnx-int8")
+
+
+def evaluate_export(export_dir, split: str | None = None, batch_size: int = 32, backend: str = "jax") -> dict:
+    """The metrics of an exported student on `split`, run by `backend` (one of BACKENDS)."""
     import ml_collections
 
     from vicokd_jax import export as export_lib
     from vicokd_jax.data import datasets, pipeline
     from vicokd_jax.train import metrics, step
 
-    predict = export_lib.load(export_dir)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: expected one of {BACKENDS}")
+    predict = (export_lib.load(export_dir) if backend == "jax"
+               else export_lib.load_onnx(export_dir, int8=backend == "onnx-int8"))
     cfg = ml_collections.ConfigDict(predict.config["experiment"])
     split = split or cfg.data.test_split
     source = datasets.make_source(cfg, split)
@@ -76,9 +85,11 @@ def main(argv=None) -> int:
     parser.add_argument("--stage", default="teacher", choices=("teacher", "student"), help="with --workdir")
     parser.add_argument("--split", default=None, help="default: the run's test split")
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--backend", default="jax", choices=BACKENDS,
+                        help="with --export: the jax.export predictor, or its ONNX model (fp32 or int8)")
     args = parser.parse_args(argv)
     if args.export:
-        print(json.dumps(evaluate_export(args.export, args.split, args.batch_size)))
+        print(json.dumps(evaluate_export(args.export, args.split, args.batch_size, args.backend)))
     else:
         print(json.dumps(evaluate_stage(args.workdir, args.stage, args.split, args.batch_size)))
     return 0

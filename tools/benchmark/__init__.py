@@ -8,6 +8,7 @@
     python -m tools.benchmark stgcn-vs-torch                                    # B=16, M=2, T=100, NTU-25, SGD
     python -m tools.benchmark videomae-vs-hf                                    # ViT-S/16, 8x112^2, batch 4, AdamW
     python -m tools.benchmark scaling --presets vit_b16 vit_l16 --devices 8 64  # DP vs FSDP, compile only
+    python -m tools.benchmark deploy [--export runs/demo/export]                # jax.export vs ONNX fp32 / int8
 
 Modes:
   step            clips/s and compile time of the teacher-stage step, the student alone (forward, backward,
@@ -28,6 +29,10 @@ Modes:
   videomae-vs-hf  our video-transformer train step against HF transformers' VideoMAEForVideoClassification
                   (PyTorch) with the same weights (`vk.convert.video_transformer_from_hf`), AdamW, CE; separate
                   processes, alternated, as above.
+  deploy          an exported student (default: the default config's, random weights): per-clip latency at
+                  batch 1 and throughput at batch 16 of the jax.export predictor, ONNX Runtime fp32 and ONNX
+                  Runtime int8 (`vicokd_jax.export.load` / `load_onnx`), each in its own worker process,
+                  alternated as above; the three models' sizes.
   scaling         compiles (never runs) the student-stage step on fake CPU meshes of N devices, one subprocess
                   per N (the device count is fixed when JAX starts), and reports per-device parameter +
                   optimizer memory for data parallelism (DP: replicated) vs FSDP, and the collectives in the HLO.
@@ -35,7 +40,7 @@ Modes:
 Timings on a shared machine are noisy: compare ratios from one run (alternated), never absolute numbers
 taken at different times.
 
-Code: one module per mode (step.py, data.py, stgcn_vs_torch.py, videomae_vs_hf.py, scaling.py), what several
+Code: one module per mode (step.py, data.py, stgcn_vs_torch.py, videomae_vs_hf.py, scaling.py, deploy.py), what several
 modes share in common.py (timing, XLA cost and memory analysis), train_steps.py (the steps measured),
 processes.py and worker.py (one framework per process), the CLI in __main__.py.
 """

@@ -1,4 +1,4 @@
-"""The benchmark CLI: `python -m tools.benchmark [--json FILE] step|data|stgcn-vs-torch|videomae-vs-hf|scaling ...`.
+"""The benchmark CLI: `python -m tools.benchmark [--json FILE] step|data|stgcn-vs-torch|videomae-vs-hf|scaling|deploy ...`.
 
 Every mode prints a `machine:` line, then its measurements; `--json FILE` also writes the mode's results there.
 """
@@ -10,10 +10,10 @@ import json
 import sys
 
 import tools.benchmark
-from tools.benchmark import common, data, scaling, step, stgcn_vs_torch, videomae_vs_hf
+from tools.benchmark import common, data, deploy, scaling, step, stgcn_vs_torch, videomae_vs_hf
 
 MODES = {"step": step, "data": data, "stgcn-vs-torch": stgcn_vs_torch, "videomae-vs-hf": videomae_vs_hf,
-         "scaling": scaling}
+         "scaling": scaling, "deploy": deploy}
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,9 @@ prints one JSON line (`processes.run_worker` reads it).
     python -m tools.benchmark.worker videomae-hf --weights W.npz --batch 4 ...
 
 Kinds: stgcn-jax, stgcn-torch (tools/benchmark/stgcn_vs_torch.py), videomae-jax, videomae-hf
-(tools/benchmark/videomae_vs_hf.py). Only the framework a kind needs is imported.
+(tools/benchmark/videomae_vs_hf.py), predict-jax, predict-onnx, predict-onnx-int8 (an export's predictors,
+tools/benchmark/deploy.py; a "step" is one prediction call, and "compile" the load and first call). Only the
+framework a kind needs is imported: the ONNX kinds never import JAX.
 """
 from __future__ import annotations
 
@@ -17,12 +19,17 @@ import resource
 import sys
 import time
 
-KINDS = ("stgcn-jax", "stgcn-torch", "videomae-jax", "videomae-hf")
+KINDS = ("stgcn-jax", "stgcn-torch", "videomae-jax", "videomae-hf", "predict-jax", "predict-onnx",
+         "predict-onnx-int8")
 
 
 def build(kind: str, args):
     """-> (run() returning the loss, compile seconds)."""
     threads = args.threads or os.cpu_count()
+    if kind.startswith("predict"):
+        from tools.benchmark import deploy
+
+        return deploy.predictor(kind, args.export, args.batch, args.threads)
     if kind.startswith("videomae"):
         from tools.benchmark import videomae_vs_hf as vm
 
@@ -46,6 +53,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--weights", default="", help="initial weights (.npz) shared by both frameworks")
+    parser.add_argument("--export", default="", help="predict kinds: the export directory")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: the cores)")
@@ -71,7 +79,7 @@ def main(argv=None) -> int:
         times.append((time.perf_counter() - start) / per_call)  # per step
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     versions = {"python": sys.version.split()[0]}
-    if args.kind.endswith("-jax"):
+    if args.kind.endswith("-jax") or "jax" in sys.modules:
         import jax
         import flax
 

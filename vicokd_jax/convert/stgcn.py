@@ -269,6 +269,8 @@ def _set(tree, path, value):
 # ----------------------------------------------------------------------------------------------------------------
 _MODEL_FILE = "model.json"
 _VARIABLES_DIR = "variables"
+ONNX_FILE = "model.onnx"
+DEFAULT_ONNX_FRAMES = 300  # the original st-gcn's window on NTU RGB+D (pyskl's configs use 100)
 
 
 def model_kwargs(model: STGCN) -> dict:
@@ -308,3 +310,28 @@ def load_stgcn(directory) -> tuple[STGCN, dict]:
     target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), expected)
     variables = ocp.StandardCheckpointer().restore(directory / _VARIABLES_DIR, target)
     return model, variables
+
+
+def write_onnx(directory, model: STGCN, variables: Mapping[str, Any], *, num_frames: int = DEFAULT_ONNX_FRAMES,
+               num_persons: int | None = None) -> pathlib.Path:
+    """`directory/model.onnx`: the ST-GCN's inference as an ONNX graph (jax2onnx; the edge extra).
+
+    Input `skeleton` float32 [B, M, T, J, C] with a symbolic batch B and fixed M (`num_persons`, default the
+    model's) and T (`num_frames`: the strided temporal convolutions need a static length); output `logits`
+    [B, classes]. Refuses to replace an existing file.
+    """
+    from vicokd_jax.export import onnx_convert
+
+    missing = onnx_convert.missing_extra()
+    if missing:
+        raise ImportError(f"writing {ONNX_FILE}: {missing}")
+    path = pathlib.Path(directory) / ONNX_FILE
+    if path.exists():
+        raise FileExistsError(f"{path} exists: refusing to overwrite it")
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    spec = {"skeleton": {"shape": [num_persons or model.num_persons, num_frames, get_graph(model.layout).num_joints,
+                                   model.in_channels], "dtype": "float32"}}
+    variables = jax.tree.map(np.asarray, dict(variables))
+    return onnx_convert.convert(lambda x: {"logits": model.apply(variables, x, train=False)}, spec, ("logits",),
+                                path)

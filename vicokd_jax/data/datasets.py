@@ -8,7 +8,9 @@
 
 A prepared SynthMV copy records the generator fields it was built with (TFDS metadata); reading it with a config
 whose `data.*` generator fields differ is an error naming each field, so a prepared copy never silently replaces
-what the config asks for.
+what the config asks for. A pyskl copy (`data.name="pyskl"`) is described by its standard config
+(`pyskl.STANDARD_CONFIGS`) or, for a `PysklConfig` of your own, by the fields its copy recorded
+(`prepared_pyskl_fields`); `check_pyskl` refuses views, classes, layout and augmentation fields that disagree.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import os
 import pathlib
 import sys
 
-DATASET_NAMES = ("synth_mv", "ntu_rgbd", "multisensor_home")
+DATASET_NAMES = ("synth_mv", "ntu_rgbd", "multisensor_home", "pyskl")
 # `cfg.data` fields that decide which SynthMV clips exist (`SynthMV`'s arguments and its `SynthConfig`).
 # The `SynthConfig` (scene and difficulty) knobs a run config sets; `synth_config` builds one from them.
 SYNTH_SCENE_FIELDS = ("overlap", "room_half", "fov_deg", "aim_offset", "camera_height", "limb_radius", "noise_std",
@@ -39,6 +41,7 @@ class DatasetInfo:
     num_persons: int = 0  # M of skeleton [V, M, T, J, 3]
     num_joints: int = 0
     frame_labels: bool = True
+    skeleton_channels: tuple[str, ...] = ("x", "y", "z")  # pyskl 2-D: ("x", "y", "score")
 
 
 def describe(cfg) -> DatasetInfo:
@@ -55,6 +58,10 @@ def describe(cfg) -> DatasetInfo:
                            frame_labels=False)
     if d.name == "multisensor_home":
         return DatasetInfo("multisensor_home", ("rgb",) + audio)
+    if d.name == "pyskl":
+        fields = pyskl_fields(cfg)
+        return DatasetInfo("pyskl", ("skeleton",), num_persons=fields["max_persons"], num_joints=fields["num_joints"],
+                           frame_labels=False, skeleton_channels=tuple(fields["channels"]))
     raise ValueError(f"config.data.name={d.name!r}; expected one of {DATASET_NAMES}")
 
 
@@ -72,6 +79,67 @@ def check_modalities(cfg, needed: dict[str, tuple[str, ...]]) -> None:
 
 def data_dir(cfg) -> pathlib.Path:
     return pathlib.Path(cfg.data.data_dir or "~/tensorflow_datasets").expanduser()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# pyskl copies
+# ------------------------------------------------------------------------------------------------------------
+def prepared_pyskl_fields(root, config_name: str) -> dict | None:
+    """The fields (`PysklConfig.fields()`) the pyskl copy `root/pyskl/<config_name>` recorded in its metadata;
+    None when no copy is prepared there."""
+    folder = pathlib.Path(root).expanduser() / "pyskl" / config_name
+    versions = sorted(p for p in folder.glob("*") if (p / "dataset_info.json").is_file()) if folder.is_dir() else []
+    metadata = versions[-1] / "metadata.json" if versions else None
+    if metadata is None or not metadata.is_file():
+        return None
+    return json.loads(metadata.read_text()).get("pyskl")
+
+
+def pyskl_fields(cfg) -> dict:
+    """What `cfg.data.tfds_config`'s pyskl copy holds: layout, channels, num_joints, num_views, max_persons,
+    num_classes. A standard config is known without files; another must have been prepared in data_dir."""
+    from vicokd_jax.data import pyskl
+
+    name = cfg.data.tfds_config
+    if name in pyskl.STANDARD_CONFIGS:
+        return pyskl.copy_fields(**pyskl.STANDARD_CONFIGS[name])
+    fields = prepared_pyskl_fields(data_dir(cfg), name)
+    if fields is None:
+        raise ValueError(f"config.data.tfds_config={name!r}: not a standard pyskl config "
+                         f"({sorted(pyskl.STANDARD_CONFIGS)}) and no prepared copy in "
+                         f"{data_dir(cfg) / 'pyskl' / name}; prepare it first with "
+                         "vicokd_jax.data.builders.pyskl.PysklConfig(name=..., pkl_path=...)")
+    return fields
+
+
+def check_pyskl(cfg) -> None:
+    """A run on a pyskl copy: `data.num_views`, `data.num_classes` and `model.layout` must be the copy's, and
+    fields it cannot honour (`data.audio`, `data.multi_label`, `data.flip` on 2-D or non-NTU joints) are refused;
+    ValueError naming the field. No-op for other datasets."""
+    d = cfg.data
+    if d.name != "pyskl":
+        return
+    from vicokd_jax.data import pyskl
+
+    fields = pyskl_fields(cfg)
+    copy = f"the pyskl copy {d.tfds_config!r} (layout {fields['layout']!r})"
+    if d.num_views != fields["num_views"]:
+        raise ValueError(f"config.data.num_views={d.num_views}, but {copy} has {fields['num_views']} views; "
+                         f"set data.num_views={fields['num_views']}")
+    if d.num_classes != fields["num_classes"]:
+        raise ValueError(f"config.data.num_classes={d.num_classes}, but {copy} has {fields['num_classes']} classes; "
+                         f"set data.num_classes={fields['num_classes']}")
+    joints = pyskl.KEYPOINT_LAYOUTS.get(cfg.model.layout, (None,))[0]
+    if joints != fields["num_joints"]:
+        raise ValueError(f"config.model.layout={cfg.model.layout!r} does not fit {copy}, {fields['num_joints']} "
+                         f"joints; set model.layout={fields['layout']!r}")
+    if d.audio:
+        raise ValueError("config.data.audio=True: pyskl skeleton annotations have no soundtracks")
+    if d.multi_label:
+        raise ValueError("config.data.multi_label=True: pyskl annotations have one label per sample")
+    if d.flip and (tuple(fields["channels"]) != ("x", "y", "z") or fields["num_joints"] != 25):
+        raise ValueError(f"config.data.flip=True: the flip augmentation mirrors 3-D NTU-25 joints, and {copy} holds "
+                         f"{fields['num_joints']} joints {tuple(fields['channels'])}; set data.flip=False")
 
 
 def prepared_generator_fields(cfg) -> dict | None:
@@ -198,9 +266,12 @@ def pipeline_config(cfg, training: bool, batch_size: int):
                   file=sys.stderr, flush=True)
             _warned_in_process.append(True)
         workers = 0
+    # NOTE: centring on the spine joint is for 3-D joints; 2-D keypoints carry a score channel and are
+    # normalised by the image size instead (pyskl's PreNormalize2D, the builder's normalize_2d).
+    center = describe(cfg).skeleton_channels == ("x", "y", "z")
     return pipeline.PipelineConfig(
         batch_size=batch_size, training=training, seed=cfg.train.seed, num_frames=d.num_frames,
-        temporal_sampling=d.temporal_sampling, image_size=d.image_size, flip=d.flip,
+        temporal_sampling=d.temporal_sampling, image_size=d.image_size, flip=d.flip, center_skeleton=center,
         labeled_fraction=d.labeled_fraction if training else 1.0, labeled_seed=d.labeled_seed,
         num_workers=workers)
 

@@ -10,49 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from vicokd_jax.data.multisensor_home_annotations import NUM_VIEWS, Record
+from vicokd_jax.data.video import decode_video
 
 DEFAULT_MAX_VIEW_SKEW_S = 1.0
-
-
-def decode_video(path: str | os.PathLike, *, fps: float, height: int, width: int) -> np.ndarray:
-    """[T, H, W, 3] uint8: the first video stream of `path` sampled at `fps` and resized while decoding.
-
-    Output frame t is the first frame whose timestamp (from the first frame) is >= t/fps minus half a source frame;
-    T counts the t with t/fps <= last timestamp + half a source frame. Audio and other streams are skipped.
-    """
-    import av  # PyAV bundles FFmpeg; imported lazily so parsing works without it
-
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ValueError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            rate = stream.average_rate or stream.guessed_rate
-            half = 0.5 / float(rate) if rate else 1e-6
-            frames = _sample_frames(container.decode(stream), rate, half, fps, height, width)
-    except av.error.FFmpegError as e:
-        raise ValueError(f"{path}: cannot decode video ({e})") from None
-    if not frames:
-        raise ValueError(f"{path}: no decodable video frames")
-    return np.stack(frames)
-
-
-def _sample_frames(decoded, rate, half: float, fps: float, height: int, width: int) -> list[np.ndarray]:
-    """Sample-and-resize loop of `decode_video`; a source frame is converted once even when repeated."""
-    out: list[np.ndarray] = []
-    first_time = None
-    for i, frame in enumerate(decoded):
-        time = frame.time if frame.time is not None else i / float(rate or fps)
-        first_time = time if first_time is None else first_time
-        time -= first_time
-        image = None
-        while len(out) / fps <= time + half:
-            if image is None:
-                image = frame.reformat(width=width, height=height, format="rgb24",
-                                       interpolation="AREA").to_ndarray()
-            out.append(image)
-    return out
 
 
 def load_views(root: str | os.PathLike, record: Record, *, fps: float, height: int, width: int,

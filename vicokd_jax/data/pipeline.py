@@ -31,6 +31,8 @@ import grain
 import numpy as np
 
 from vicokd_jax.data import schema
+# Re-exported: the pipeline's frame sampling and crop are the jax-free `frames` module's.
+from vicokd_jax.data.frames import centre_box, crop_and_resize, frame_indices  # noqa: F401
 
 # Mirror of the NTU-25 skeleton: joint j of a flipped body is joint _NTU_MIRROR[j] of the original.
 _NTU_MIRROR = np.array([0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15, 20, 23, 24, 21, 22])
@@ -89,47 +91,12 @@ def labeled_mask(num_examples: int, fraction: float, seed: int = 0) -> np.ndarra
 # ------------------------------------------------------------------------------------------------------------
 # Per-example transforms (numpy; run in grain workers)
 # ------------------------------------------------------------------------------------------------------------
-def frame_indices(total: int, num_frames: int, mode: str, rng: np.random.Generator | None) -> np.ndarray:
-    """Which source frames to keep: [num_frames] int in [0, total)."""
-    if total < 1:
-        raise ValueError("cannot sample frames from a 0-frame example")
-    if mode == "random_crop" and rng is not None and total >= num_frames:
-        start = int(rng.integers(0, total - num_frames + 1))
-        return np.arange(start, start + num_frames)
-    return np.minimum(((np.arange(num_frames) + 0.5) * total / num_frames).astype(int), total - 1)
-
-
-def _resize_matrix(out_size: int, in_size: int) -> np.ndarray:
-    """[out, in] linear-interpolation weights (triangle filter widened when shrinking: antialiased)."""
-    scale = in_size / out_size
-    support = max(scale, 1.0)
-    centres = (np.arange(out_size) + 0.5) * scale - 0.5
-    taps = np.arange(in_size)
-    w = np.maximum(0.0, 1.0 - np.abs(taps[None] - centres[:, None]) / support)
-    return (w / np.maximum(w.sum(1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def crop_and_resize(rgb: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
-    """`rgb [..., H, W, 3]` uint8, square `box = (top, left, side)` -> `[..., size, size, 3]` uint8."""
-    top, left, side = box
-    patch = rgb[..., top:top + side, left:left + side, :]
-    if side == size:
-        return np.ascontiguousarray(patch)
-    m = _resize_matrix(size, side)
-    lead = patch.shape[:-3]
-    # Separable resize as two batched matmuls (np.einsum ran these as unvectorised loops: 6x slower, which made
-    # the crop most of the cost of a cached training example).
-    out = m @ patch.astype(np.float32).reshape(*lead, side, side * 3)  # rows:    [..., size, side * 3]
-    out = m @ out.reshape(-1, side, 3)  # columns: [... * size, size, 3]
-    return np.clip(np.rint(out.reshape(*lead, size, size, 3)), 0, 255).astype(np.uint8)
-
-
 def _crop_box(height: int, width: int, cfg: PipelineConfig, rng) -> tuple[int, int, int]:
     short = min(height, width)
     if cfg.training and rng is not None:
         side = max(1, int(round(short * np.sqrt(rng.uniform(*cfg.crop_scale)))))
         return int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1)), side
-    return (height - short) // 2, (width - short) // 2, short
+    return centre_box(height, width)
 
 
 def mirror_skeleton(skeleton: np.ndarray) -> np.ndarray:

@@ -12,11 +12,20 @@ An export directory holds
     config.json           the run's config + model description, plus "input_spec" (per-example shapes and
                           dtypes), "class_names" (when the config has them) and "export_info" (versions,
                           creation time, platforms lowered for, argument/output names)
+    model.onnx            the same predictor as an ONNX graph (weights baked in as initialisers): inputs
+                          `rgb` uint8 [B,V,T,H,W,3] and `view_mask` bool [B,V], outputs `logits` and
+                          `view_logits`, symbolic batch "B"; runs with ONNX Runtime, no JAX (`onnx_predictor`)
+    model_int8.onnx       its post-training int8 quantisation (dynamic: int8 weights, activations quantised
+                          per call) for CPUs and edge devices
     MANIFEST.json         every other file with its size and sha256
 
-Writing (`export_predictor`) and loading (`load`) need only jax, numpy and `flax.serialization`: this module
-imports no model or training code and opens no dataset. Exporting a trained student from a run is
-`vicokd_jax.export.student`.
+The two ONNX files are written when the edge extra (requirements-edge.txt) is installed; config.json
+`export_info.onnx` records the converter's versions and the ONNX-vs-JAX differences measured at export time, or
+why the files are absent.
+
+Writing (`export_predictor`) and loading (`load`) need only jax, numpy and `flax.serialization` (plus the edge
+extra for the ONNX files): this module imports no model or training code and opens no dataset. Exporting a
+trained student from a run is `vicokd_jax.export.student`.
 
     path = export_predictor("runs/demo/export", student.apply, variables, config, input_spec)
     predict = load(path)
@@ -26,7 +35,6 @@ imports no model or training code and opens no dataset. Exporting a trained stud
 from __future__ import annotations
 
 import datetime
-import hashlib
 import importlib.metadata
 import inspect
 import json
@@ -42,51 +50,15 @@ import jax
 import numpy as np
 from flax import serialization
 
-VARIABLES_FILE = "variables.msgpack"
-PREDICTOR_FILE = "predictor.jaxexport"
-CONFIG_FILE = "config.json"
-MANIFEST_FILE = "MANIFEST.json"
-FORMAT = "vicokd_jax.export/1"
+from vicokd_jax.export import onnx_convert
+from vicokd_jax.export.files import (BATCH_DIM, CONFIG_FILE, FORMAT, MANIFEST_FILE, ONNX_FILE, ONNX_INT8_FILE,
+                                     OUTPUT_KEYS, PREDICTOR_FILE, VARIABLES_FILE, check_batch, normalise_input_spec,
+                                     read_config, read_verified, write, write_manifest)
 
-OUTPUT_KEYS = ("logits", "view_logits")
 VARIABLE_COLLECTIONS = ("params", "batch_stats")  # what a student needs at inference
-BATCH_DIM = "b"
 # CPU always; CUDA so the same export runs on GPU hosts (lowering needs no GPU).
 DEFAULT_PLATFORMS = ("cpu", "cuda")
 KNOWN_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # jax.export does not reject unknown names itself
-
-
-class CorruptExportError(ValueError):
-    """An export file exists but does not match the sha256 recorded in MANIFEST.json."""
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Helpers shared by writing and reading.
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _normalise_input_spec(input_spec: Mapping[str, Mapping[str, Any]]) -> dict[str, dict]:
-    """`{"rgb": {"shape": [V,T,H,W,3], "dtype": "uint8"}, ...}` -> same, with int lists and canonical dtype
-    names; raises naming the key on a malformed entry."""
-    if not input_spec:
-        raise ValueError("input_spec is empty: it must name at least one input, e.g. {'rgb': {...}}")
-    out = {}
-    for key, spec in input_spec.items():
-        if not isinstance(spec, Mapping) or "shape" not in spec or "dtype" not in spec:
-            raise ValueError(f"input_spec[{key!r}] must be a dict with 'shape' and 'dtype', got {spec!r}")
-        shape = [int(d) for d in spec["shape"]]
-        if any(d < 0 for d in shape):
-            raise ValueError(f"input_spec[{key!r}]['shape'] must be non-negative ints, got {spec['shape']!r}")
-        out[str(key)] = {"shape": shape, "dtype": np.dtype(spec["dtype"]).name}
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -234,18 +206,6 @@ def _config_json(config: Mapping, input_spec: dict, exported: jax.export.Exporte
     return doc
 
 
-def _write(path: pathlib.Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _write_manifest(directory: pathlib.Path, names: Sequence[str]) -> None:
-    files = {n: {"sha256": _sha256(directory / n), "bytes": (directory / n).stat().st_size} for n in names}
-    _write(directory / MANIFEST_FILE, json.dumps({"format": FORMAT, "files": files}, indent=2).encode())
-
-
 def _check_replaceable(out_dir: pathlib.Path) -> None:
     """Refuse to replace anything but an earlier export (or an empty folder): nothing else may be lost."""
     if not out_dir.exists():
@@ -279,7 +239,7 @@ def _swap_into_place(new_dir: pathlib.Path, out_dir: pathlib.Path) -> None:
 
 def export_predictor(out_dir, apply_fn: Callable, variables: Mapping, config: Mapping,
                      input_spec: Mapping[str, Mapping[str, Any]], *,
-                     platforms: Sequence[str] = DEFAULT_PLATFORMS) -> pathlib.Path:
+                     platforms: Sequence[str] = DEFAULT_PLATFORMS, onnx: bool | None = None) -> pathlib.Path:
     """Writes a self-contained export of a student to `out_dir` and returns its path.
 
     Args:
@@ -295,18 +255,24 @@ def export_predictor(out_dir, apply_fn: Callable, variables: Mapping, config: Ma
             "dtype": "uint8"}, "view_mask": {"shape": [V], "dtype": "bool"}}`.
         platforms: platforms to lower for; those that cannot be lowered here are dropped (at least one must
             remain) and the reason is recorded in config.json `export_info.platform_notes`.
+        onnx: also write `model.onnx` and its int8 quantisation `model_int8.onnx` (`onnx_convert`): True
+            requires the edge extra (requirements-edge.txt), False skips them, None (default) writes them when
+            the extra is installed and records why not in `export_info.onnx` otherwise.
     """
     out_dir = pathlib.Path(out_dir)
-    spec = _normalise_input_spec(input_spec)
+    spec = normalise_input_spec(input_spec)
     unknown = [p for p in platforms if p not in KNOWN_PLATFORMS]
     if unknown or not platforms:
         raise ValueError(f"platforms {list(platforms)}: expected a non-empty subset of {list(KNOWN_PLATFORMS)}")
+    missing = onnx_convert.missing_extra()
+    if onnx and missing:
+        raise ImportError(f"onnx=True: {missing}")
     _check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Built in a sibling temp dir (same filesystem, so the final rename is cheap and never half-copies).
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        _build(tmp, apply_fn, variables, config, spec, platforms)
+        _build(tmp, apply_fn, variables, config, spec, platforms, onnx=onnx is not False and not missing)
         _swap_into_place(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a no-op once tmp has been renamed into place
@@ -314,53 +280,31 @@ def export_predictor(out_dir, apply_fn: Callable, variables: Mapping, config: Ma
 
 
 def _build(directory: pathlib.Path, apply_fn: Callable, variables: Mapping, config: Mapping, spec: dict,
-           platforms: Sequence[str]) -> None:
+           platforms: Sequence[str], *, onnx: bool) -> None:
     """Writes all export files into the (empty) `directory`."""
     var_bytes = serialization.msgpack_serialize(_inference_variables(variables))
     # Trace against the round-tripped variables so the exported in_tree is exactly what `load` will pass.
     restored = serialization.msgpack_restore(var_bytes)
     var_avals = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), restored)
-    exported, notes = _lower(_predictor_fn(apply_fn, list(spec)), [var_avals, *_input_avals(spec)], platforms)
+    predictor = _predictor_fn(apply_fn, list(spec))
+    exported, notes = _lower(predictor, [var_avals, *_input_avals(spec)], platforms)
     doc = _config_json(config, spec, exported, notes, platforms)
-    _write(directory / VARIABLES_FILE, var_bytes)
-    _write(directory / PREDICTOR_FILE, bytes(exported.serialize()))
-    _write(directory / CONFIG_FILE, json.dumps(doc, indent=2).encode())
-    _write_manifest(directory, [VARIABLES_FILE, PREDICTOR_FILE, CONFIG_FILE])
+    names = [VARIABLES_FILE, PREDICTOR_FILE, CONFIG_FILE]
+    if onnx:
+        doc["export_info"]["onnx"] = onnx_convert.write_models(
+            directory, lambda *inputs: predictor(restored, *inputs), spec, OUTPUT_KEYS)
+        names += [ONNX_FILE, ONNX_INT8_FILE]
+    else:
+        doc["export_info"]["onnx"] = {"skipped": onnx_convert.missing_extra() or "onnx=False"}
+    write(directory / VARIABLES_FILE, var_bytes)
+    write(directory / PREDICTOR_FILE, bytes(exported.serialize()))
+    write(directory / CONFIG_FILE, json.dumps(doc, indent=2).encode())
+    write_manifest(directory, names)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Reading.
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _read_verified(directory: pathlib.Path, name: str, manifest: dict) -> bytes:
-    """The bytes of `directory/name`, checked against the sha256 recorded in the manifest."""
-    path = directory / name
-    if not path.is_file():
-        raise FileNotFoundError(f"export {directory} is missing {name} (expected at {path})")
-    entry = manifest["files"].get(name)
-    if entry is None:
-        raise CorruptExportError(f"{MANIFEST_FILE} of export {directory} does not list {name}")
-    data = path.read_bytes()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != entry["sha256"]:
-        raise CorruptExportError(f"{name} in export {directory} is corrupt: sha256 {actual} does not match "
-                                 f"{entry['sha256']} recorded in {MANIFEST_FILE}")
-    return data
-
-
-def _read_manifest(directory: pathlib.Path) -> dict:
-    if not directory.is_dir():
-        raise FileNotFoundError(f"export directory {directory} does not exist")
-    path = directory / MANIFEST_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"export {directory} is missing {MANIFEST_FILE} (expected at {path})")
-    try:
-        manifest = json.loads(path.read_text())
-        manifest["files"]  # noqa: B018 -- presence check
-    except (ValueError, KeyError, TypeError) as e:
-        raise CorruptExportError(f"{MANIFEST_FILE} of export {directory} is unreadable: {e}") from e
-    return manifest
 
 
 def _run_device(exported_platforms: Sequence[str]) -> jax.Device:
@@ -394,31 +338,14 @@ class Predictor:
     def __init__(self, exported: jax.export.Exported, variables: dict, config: dict):
         self.exported = exported
         self.config = config
-        self.input_spec: dict[str, dict] = _normalise_input_spec(config["input_spec"])
+        self.input_spec: dict[str, dict] = normalise_input_spec(config["input_spec"])
         self.device = _run_device([p.lower() for p in exported.platforms])
         self.variables = jax.device_put(variables, self.device)  # once, not per call
         self._call = jax.jit(exported.call)  # cached per batch size
 
     def check_batch(self, batch: Mapping) -> list:
         """The input arrays in argument order; raises naming the key, expected and actual shape/dtype."""
-        args, sizes = [], {}
-        for key, spec in self.input_spec.items():
-            if key not in batch:
-                raise KeyError(f"batch lacks input {key!r} (has keys {sorted(batch)}); the predictor needs "
-                               f"{list(self.input_spec)}")
-            x = batch[key]
-            shape, dtype = tuple(np.shape(x)), np.dtype(getattr(x, "dtype", np.asarray(x).dtype))
-            expected = ("B", *spec["shape"])
-            if len(shape) != len(expected) or list(shape[1:]) != spec["shape"] or shape[0] < 1:
-                raise ValueError(f"batch[{key!r}] has shape {shape}; expected {expected} (B >= 1)")
-            if dtype != np.dtype(spec["dtype"]):
-                raise TypeError(f"batch[{key!r}] has dtype {dtype}; expected {spec['dtype']} "
-                                f"(shape {expected})")
-            sizes[key] = shape[0]
-            args.append(x)
-        if len(set(sizes.values())) > 1:
-            raise ValueError(f"inputs disagree on the batch size B: {sizes}")
-        return args
+        return check_batch(self.input_spec, batch)
 
     def __call__(self, batch: Mapping) -> dict:
         args = jax.device_put(self.check_batch(batch), self.device)
@@ -435,9 +362,7 @@ def load(out_dir) -> Predictor:
     Needs no model or training code. Raises `FileNotFoundError` naming a missing file and
     `CorruptExportError` naming a file whose sha256 does not match.
     """
-    directory = pathlib.Path(out_dir)
-    manifest = _read_manifest(directory)
-    config = json.loads(_read_verified(directory, CONFIG_FILE, manifest))
-    variables = serialization.msgpack_restore(_read_verified(directory, VARIABLES_FILE, manifest))
-    exported = jax.export.deserialize(bytearray(_read_verified(directory, PREDICTOR_FILE, manifest)))
+    directory, manifest, config = read_config(out_dir)
+    variables = serialization.msgpack_restore(read_verified(directory, VARIABLES_FILE, manifest))
+    exported = jax.export.deserialize(bytearray(read_verified(directory, PREDICTOR_FILE, manifest)))
     return Predictor(exported, variables, config)

@@ -24,8 +24,17 @@ def input_spec(cfg) -> dict:
     return {key: {"shape": list(specs[key].shape[1:]), "dtype": str(specs[key].dtype)} for key in keys}
 
 
+_ONNX = {"auto": None, "always": True, "never": False}
+
+
+def onnx_wanted(cfg) -> bool | None:
+    """`export_predictor`'s `onnx` argument from `cfg.export.onnx` (a config.json from before the field: auto)."""
+    return _ONNX[cfg.get("export", {}).get("onnx", "auto")]
+
+
 def export_student(cfg, variables, out_dir) -> pathlib.Path:
-    """Write the export of the student `cfg` describes, with `variables`, to `out_dir`."""
+    """Write the export of the student `cfg` describes, with `variables`, to `out_dir` (with its ONNX files
+    as `cfg.export.onnx` says)."""
     student = presets.student_from_config(cfg)
     config = {"experiment": cfg.to_dict(), "class_names": datasets.class_names(cfg)}
 
@@ -33,7 +42,8 @@ def export_student(cfg, variables, out_dir) -> pathlib.Path:
         out = student.apply(variables, x, view_mask, train=False)
         return {"logits": out["logits"], "view_logits": out["view_logits"]}
 
-    return export_predictor(out_dir, apply_fn, jax.device_get(variables), config, input_spec(cfg))
+    return export_predictor(out_dir, apply_fn, jax.device_get(variables), config, input_spec(cfg),
+                            onnx=onnx_wanted(cfg))
 
 
 def export(workdir_or_checkpoint, out_dir=None) -> pathlib.Path:

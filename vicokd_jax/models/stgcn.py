@@ -61,8 +61,14 @@ def graph_conv(x, adjacency, kernel, bias):
     k, _, w = adjacency.shape
     c_out = kernel.shape[-1] // k
     # z[bt, (w, k), i] = sum_v A[k, v, w] x[bt, v, i]: a batch of [W*K, V] @ [V, C_in] products (no transposes).
-    a = jnp.broadcast_to(adjacency.transpose(2, 0, 1).reshape(w * k, v), (b * t, w * k, v))
-    z = lax.dot_general(a, x.reshape(b * t, v, c_in), (((2,), (1,)), ((0,), (0,))))
+    a = adjacency.transpose(2, 0, 1).reshape(w * k, v)
+    if isinstance(b * t, int):
+        z = lax.dot_general(jnp.broadcast_to(a, (b * t, w * k, v)), x.reshape(b * t, v, c_in),
+                            (((2,), (1,)), ((0,), (0,))))
+    else:
+        # A symbolic batch (ONNX conversion, `vicokd_jax.export.onnx_convert`): jax2onnx cannot broadcast a
+        # constant to a derived symbolic size such as b*t, so the same product is written as a matmul.
+        z = jnp.matmul(a, x.reshape(b * t, v, c_in))
     kernel_kic = kernel.reshape(c_in, k, c_out).transpose(1, 0, 2).reshape(k * c_in, c_out)
     y = (z.reshape(b * t * w, k * c_in) @ kernel_kic).reshape(b, t, w, c_out)
     # The per-partition bias, aggregated: sum_k (sum_v A[k, v, w]) bias[k, c].

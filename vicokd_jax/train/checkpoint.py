@@ -37,6 +37,16 @@ class CorruptCheckpointError(RuntimeError):
     """No checkpoint of a stage could be restored (each failure is named); nothing was deleted."""
 
 
+def committed_steps(directory) -> list[int]:
+    """The steps whose checkpoint is complete in `directory` (a stage's `checkpoints/`), ascending: step folders
+    under their final name, since orbax renames a save's temporary folder into place once it is complete (a
+    marker file inside, such as `commit_success.txt`, depends on the orbax version)."""
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+
+
 class StageCheckpointer:
     """Saves and restores (state, data iterator, metadata) under `directory` (a stage's checkpoints/)."""
 

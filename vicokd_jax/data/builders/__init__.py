@@ -12,6 +12,7 @@ BUILDERS = {
     "synth_mv": ("vicokd_jax.data.builders.synth_mv", "SynthMv"),
     "ntu_rgbd": ("vicokd_jax.data.builders.ntu_rgbd", "NtuRgbd"),
     "multisensor_home": ("vicokd_jax.data.builders.multisensor_home", "MultisensorHome"),
+    "pyskl": ("vicokd_jax.data.builders.pyskl", "Pyskl"),
 }
 
 
