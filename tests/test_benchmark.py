@@ -206,3 +206,20 @@ def test_stgcn_flops_count_the_chunked_kernel_gradient_in_full(monkeypatch):
     monkeypatch.setattr(stgcn, "KERNEL_GRAD_CHUNKS", 1)
     grad = jax.jit(lambda a: jax.grad(lambda w: stgcn.temporal_conv(a, w, 1).sum())(kernel))
     assert common.cost_flops(grad.lower(jnp.ones((4, 12, 25, 8))).compile()) > chunked
+
+
+def test_deploy_mode_times_the_three_predictors_of_an_export(default_student_export, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="the edge extra (requirements-edge.txt) is not installed")
+    _, export = default_student_export
+    out = tmp_path / "deploy.json"
+    assert main(["--json", str(out), "deploy", "--export", str(export), "--batches", "2", "--rounds", "1",
+                 "--steps", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "deploy: batch  2 speed-up over jax.export: onnx fp32 " in text
+    result = json.loads(out.read_text())
+    row = result["batches"]["2"]
+    assert set(row) == {"jax.export", "onnx fp32", "onnx int8"}
+    for r in row.values():
+        assert r["ms_per_clip"] == pytest.approx(r["ms_per_call"] / 2)
+        assert r["clips_per_s"] == pytest.approx(1e3 / r["ms_per_clip"])
+    assert result["sizes_bytes"]["onnx int8"] < result["sizes_bytes"]["onnx fp32"]
