@@ -128,6 +128,28 @@ def test_an_export_without_onnx_files_says_why(tmp_path):
         vk.export.load_onnx(out)
 
 
+def test_a_failed_conversion_keeps_the_jax_export_unless_onnx_is_required(tmp_path, monkeypatch):
+    def apply_fn(variables, rgb, view_mask):
+        x = rgb.astype(np.float32).mean((2, 3, 4)) @ variables["params"]["w"]
+        return {"logits": x.sum(1), "view_logits": x}
+
+    def failing_converter(*args, **kwargs):
+        raise NotImplementedError("no ONNX rule for this op")
+
+    monkeypatch.setattr(onnx_convert, "write_models", failing_converter)
+    spec = {"rgb": {"shape": [2, 2, 4, 4, 3], "dtype": "uint8"}, "view_mask": {"shape": [2], "dtype": "bool"}}
+    variables = {"params": {"w": np.ones((3, 4), np.float32)}}
+    with pytest.warns(UserWarning, match="the ONNX conversion failed: NotImplementedError: no ONNX rule"):
+        out = vk.export.export_predictor(tmp_path / "auto", apply_fn, variables, {}, spec, platforms=("cpu",))
+    assert not (out / vk.export.ONNX_FILE).exists() and vk.export.load(out) is not None
+    with pytest.raises(FileNotFoundError, match="the ONNX conversion failed"):
+        vk.export.load_onnx(out)
+    with pytest.raises(NotImplementedError):
+        vk.export.export_predictor(tmp_path / "required", apply_fn, variables, {}, spec, platforms=("cpu",),
+                                   onnx=True)
+    assert not (tmp_path / "required").exists()
+
+
 def test_loading_and_running_the_onnx_model_imports_no_jax(student_export, tmp_path):
     cfg, out = student_export
     np.savez(tmp_path / "batch.npz", **_synth_clips(cfg))

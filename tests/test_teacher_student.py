@@ -238,3 +238,14 @@ def test_rgb_diff_teacher_ignores_static_appearance_and_rgb_teacher_does_not():
     with pytest.raises(ValueError, match="rgb_input='flow'"):
         Teacher(C, None, ENCODER, modalities=("rgb",), rgb_input="flow", **WIDTH).init(
             jax.random.key(0), None, rgb, view_mask)
+
+
+@pytest.mark.parametrize("length", [3, 4, 5, 16])
+def test_resample_frames_is_linear_resize_over_time(length):
+    """The constant-matrix form equals jax.image.resize (linear, antialiased when shrinking) over the frame axis."""
+    from vicokd_jax.models.heads import resample_frames
+
+    tokens = jax.random.normal(jax.random.key(0), (3, 8, 5))
+    expected = jax.image.resize(tokens, (3, length, 5), method="linear")
+    np.testing.assert_allclose(resample_frames(tokens, length), expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(jax.jit(lambda x: resample_frames(x, length))(tokens), expected, atol=1e-6, rtol=0)

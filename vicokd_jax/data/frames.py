@@ -15,8 +15,9 @@ def frame_indices(total: int, num_frames: int, mode: str, rng: np.random.Generat
     return np.minimum(((np.arange(num_frames) + 0.5) * total / num_frames).astype(int), total - 1)
 
 
-def _resize_matrix(out_size: int, in_size: int) -> np.ndarray:
-    """[out, in] linear-interpolation weights (triangle filter widened when shrinking: antialiased)."""
+def resize_weights(out_size: int, in_size: int) -> np.ndarray:
+    """[out, in] linear-interpolation weights (triangle filter widened when shrinking: antialiased), the weights
+    of `jax.image.resize(..., method="linear")` along one axis."""
     scale = in_size / out_size
     support = max(scale, 1.0)
     centres = (np.arange(out_size) + 0.5) * scale - 0.5
@@ -31,7 +32,7 @@ def crop_and_resize(rgb: np.ndarray, box: tuple[int, int, int], size: int) -> np
     patch = rgb[..., top:top + side, left:left + side, :]
     if side == size:
         return np.ascontiguousarray(patch)
-    m = _resize_matrix(size, side)
+    m = resize_weights(size, side)
     lead = patch.shape[:-3]
     # Separable resize as two batched matmuls (np.einsum ran these as unvectorised loops: 6x slower, which made
     # the crop most of the cost of a cached training example).

@@ -43,6 +43,7 @@ import pathlib
 import platform as _platform
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -272,7 +273,8 @@ def export_predictor(out_dir, apply_fn: Callable, variables: Mapping, config: Ma
     # Built in a sibling temp dir (same filesystem, so the final rename is cheap and never half-copies).
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        _build(tmp, apply_fn, variables, config, spec, platforms, onnx=onnx is not False and not missing)
+        _build(tmp, apply_fn, variables, config, spec, platforms, onnx=onnx is not False and not missing,
+               onnx_required=bool(onnx))
         _swap_into_place(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a no-op once tmp has been renamed into place
@@ -280,8 +282,9 @@ def export_predictor(out_dir, apply_fn: Callable, variables: Mapping, config: Ma
 
 
 def _build(directory: pathlib.Path, apply_fn: Callable, variables: Mapping, config: Mapping, spec: dict,
-           platforms: Sequence[str], *, onnx: bool) -> None:
-    """Writes all export files into the (empty) `directory`."""
+           platforms: Sequence[str], *, onnx: bool, onnx_required: bool) -> None:
+    """Writes all export files into the (empty) `directory`. An ONNX conversion that fails is an error when
+    `onnx_required`, else recorded in `export_info.onnx` (with a warning) and the export written without it."""
     var_bytes = serialization.msgpack_serialize(_inference_variables(variables))
     # Trace against the round-tripped variables so the exported in_tree is exactly what `load` will pass.
     restored = serialization.msgpack_restore(var_bytes)
@@ -291,9 +294,19 @@ def _build(directory: pathlib.Path, apply_fn: Callable, variables: Mapping, conf
     doc = _config_json(config, spec, exported, notes, platforms)
     names = [VARIABLES_FILE, PREDICTOR_FILE, CONFIG_FILE]
     if onnx:
-        doc["export_info"]["onnx"] = onnx_convert.write_models(
-            directory, lambda *inputs: predictor(restored, *inputs), spec, OUTPUT_KEYS)
-        names += [ONNX_FILE, ONNX_INT8_FILE]
+        try:
+            doc["export_info"]["onnx"] = onnx_convert.write_models(
+                directory, lambda *inputs: predictor(restored, *inputs), spec, OUTPUT_KEYS)
+            names += [ONNX_FILE, ONNX_INT8_FILE]
+        except Exception as e:  # noqa: BLE001 -- the converter raises many types; the jax export stands alone
+            if onnx_required:
+                raise
+            reason = f"the ONNX conversion failed: {type(e).__name__}: {e}"[:2000]
+            warnings.warn(f"export {directory.name}: {reason}; writing the jax.export predictor only",
+                          stacklevel=3)
+            for name in (ONNX_FILE, ONNX_INT8_FILE):
+                (directory / name).unlink(missing_ok=True)
+            doc["export_info"]["onnx"] = {"skipped": reason}
     else:
         doc["export_info"]["onnx"] = {"skipped": onnx_convert.missing_extra() or "onnx=False"}
     write(directory / VARIABLES_FILE, var_bytes)

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vicokd_jax.data import frames
+
 # Kinetics/ImageNet statistics used by VideoMAE and TimeSformer checkpoints (ViViT uses 0.5 / 0.5).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,7 +50,10 @@ def resample_frames(tokens, length: int):
     n, t, d = tokens.shape
     if t == length:
         return tokens
-    return jax.image.resize(tokens, (n, length, d), method="linear").astype(tokens.dtype)
+    # jax.image.resize's weights as a constant [length, T] matrix applied as one product: the same map, and one
+    # that converts to ONNX with a symbolic batch (jax2onnx's resize needs static shapes).
+    weights = frames.resize_weights(length, t)
+    return jnp.einsum("lt,ntd->nld", weights.astype(tokens.dtype), tokens)
 
 
 class StreamProjection(nn.Module):
