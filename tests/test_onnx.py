@@ -71,8 +71,15 @@ def test_the_export_holds_both_onnx_models_listed_in_its_manifest(student_export
     int8_ops = [n.op_type for n in onnx.load(out / vk.export.ONNX_INT8_FILE).graph.node]
     assert int8_ops.count("MatMulInteger") == fp32_ops.count("Gemm") > 0
     assert int8_ops.count("Conv") == fp32_ops.count("Conv") == 1 and "ConvInteger" not in int8_ops
+
+
+@pytest.mark.xfail(strict=True, reason="int8 file is 0.53x the fp32 file (376841 / 707335 bytes), not under 0.5x: "
+                                       "the patch-embedding convolution stays float32 (onnx_convert.QUANTIZED_OPS)")
+def test_the_int8_model_is_under_half_the_fp32_size(student_export):
+    _, out = student_export
+    manifest = json.loads((out / vk.export.MANIFEST_FILE).read_text())
     fp32, int8 = (manifest["files"][f]["bytes"] for f in (vk.export.ONNX_FILE, vk.export.ONNX_INT8_FILE))
-    assert int8 < 0.6 * fp32
+    assert int8 < 0.5 * fp32
 
 
 @pytest.mark.parametrize("clips", ["synth_mv", "fixture_videos"])
@@ -116,37 +123,37 @@ def test_onnx_predictor_checks_inputs_and_files(student_export, tmp_path):
     vk.export.load_onnx(damaged)  # the fp32 model is intact
 
 
-def test_an_export_without_onnx_files_says_why(tmp_path):
-    def apply_fn(variables, rgb, view_mask):
-        x = rgb.astype(np.float32).mean((2, 3, 4)) @ variables["params"]["w"]
-        return {"logits": x.sum(1), "view_logits": x}
+def _linear_apply(variables, rgb, view_mask):
+    """A linear 'student' (no model code: quick to export)."""
+    x = rgb.astype(np.float32).mean((2, 3, 4)) @ variables["params"]["w"]
+    return {"logits": x.sum(1), "view_logits": x}
 
-    spec = {"rgb": {"shape": [2, 2, 4, 4, 3], "dtype": "uint8"}, "view_mask": {"shape": [2], "dtype": "bool"}}
-    out = vk.export.export_predictor(tmp_path / "e", apply_fn, {"params": {"w": np.ones((3, 4), np.float32)}}, {},
-                                     spec, platforms=("cpu",), onnx=False)
+
+TINY_SPEC = {"rgb": {"shape": [2, 2, 4, 4, 3], "dtype": "uint8"}, "view_mask": {"shape": [2], "dtype": "bool"}}
+TINY_VARIABLES = {"params": {"w": np.ones((3, 4), np.float32)}}
+
+
+def test_an_export_without_onnx_files_says_why(tmp_path):
+    out = vk.export.export_predictor(tmp_path / "e", _linear_apply, TINY_VARIABLES, {}, TINY_SPEC,
+                                     platforms=("cpu",), onnx=False)
     with pytest.raises(FileNotFoundError, match=r"has no model\.onnx \(onnx=False\)"):
         vk.export.load_onnx(out)
 
 
 def test_a_failed_conversion_keeps_the_jax_export_unless_onnx_is_required(tmp_path, monkeypatch):
-    def apply_fn(variables, rgb, view_mask):
-        x = rgb.astype(np.float32).mean((2, 3, 4)) @ variables["params"]["w"]
-        return {"logits": x.sum(1), "view_logits": x}
-
     def failing_converter(*args, **kwargs):
         raise NotImplementedError("no ONNX rule for this op")
 
     monkeypatch.setattr(onnx_convert, "write_models", failing_converter)
-    spec = {"rgb": {"shape": [2, 2, 4, 4, 3], "dtype": "uint8"}, "view_mask": {"shape": [2], "dtype": "bool"}}
-    variables = {"params": {"w": np.ones((3, 4), np.float32)}}
     with pytest.warns(UserWarning, match="the ONNX conversion failed: NotImplementedError: no ONNX rule"):
-        out = vk.export.export_predictor(tmp_path / "auto", apply_fn, variables, {}, spec, platforms=("cpu",))
+        out = vk.export.export_predictor(tmp_path / "auto", _linear_apply, TINY_VARIABLES, {}, TINY_SPEC,
+                                         platforms=("cpu",))
     assert not (out / vk.export.ONNX_FILE).exists() and vk.export.load(out) is not None
     with pytest.raises(FileNotFoundError, match="the ONNX conversion failed"):
         vk.export.load_onnx(out)
     with pytest.raises(NotImplementedError):
-        vk.export.export_predictor(tmp_path / "required", apply_fn, variables, {}, spec, platforms=("cpu",),
-                                   onnx=True)
+        vk.export.export_predictor(tmp_path / "required", _linear_apply, TINY_VARIABLES, {}, TINY_SPEC,
+                                   platforms=("cpu",), onnx=True)
     assert not (tmp_path / "required").exists()
 
 

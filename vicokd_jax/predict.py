@@ -24,11 +24,10 @@ import sys
 import numpy as np
 
 from vicokd_jax.data.frames import centre_box, crop_and_resize, frame_indices
-from vicokd_jax.data.video import decode_video
+from vicokd_jax.data.video import DEFAULT_MAX_VIEW_SKEW_S, decode_video
 from vicokd_jax.export.files import read_config
 
 ABSENT = "-"
-DEFAULT_MAX_VIEW_SKEW_S = 1.0  # as the MultiSensor-Home source: views of one clip may differ this much
 
 
 def _video_rate(path: pathlib.Path) -> float | None:

@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from vicokd_jax.data.multisensor_home_annotations import NUM_VIEWS, Record
-from vicokd_jax.data.video import decode_video
-
-DEFAULT_MAX_VIEW_SKEW_S = 1.0
+from vicokd_jax.data.video import DEFAULT_MAX_VIEW_SKEW_S, decode_video
 
 
 def load_views(root: str | os.PathLike, record: Record, *, fps: float, height: int, width: int,

@@ -7,6 +7,9 @@ import os
 
 import numpy as np
 
+# How far apart (seconds) the views of one clip may end before they are refused rather than cut to the shortest.
+DEFAULT_MAX_VIEW_SKEW_S = 1.0
+
 
 def decode_video(path: str | os.PathLike, *, fps: float | None, height: int | None = None,
                  width: int | None = None) -> np.ndarray:
