@@ -29,13 +29,13 @@ def student_export(default_student_export):
     return default_student_export
 
 
-def _synth_clips(cfg) -> dict:
+def _synth_clips(cfg, modality="rgb") -> dict:
     """The first SynthMV test clips, with the last view of the first clip marked absent."""
     source = datasets.make_source(cfg, cfg.data.test_split)
     examples = [source[i] for i in range(len(source))]
     view_mask = np.stack([e["view_mask"] for e in examples])
     view_mask[0, -1] = False
-    return {"rgb": np.stack([e["rgb"] for e in examples]), "view_mask": view_mask}
+    return {modality: np.stack([e[modality] for e in examples]), "view_mask": view_mask}
 
 
 def _fixture_clips(fixtures, shape) -> dict:
@@ -93,6 +93,41 @@ def test_onnx_runtime_equals_the_jax_predictor_on_real_clips(student_export, fix
         part = {k: v[:size] for k, v in batch.items()}
         diff = _max_diff(onnx_predict(part), jax_predict(part))
         assert max(diff.values()) <= PARITY, diff
+
+
+# Students other than the default: one encoder per view (MSKD: the encoders vmapped over views in training,
+# one view after another in the export), and a student that hears instead of sees.
+OTHER_STUDENTS = {"per_view_encoders": ("experiments/synth_mskd.py", {}),
+                  "audio_input": ("experiments/synth_audio_vicokd.py", {"student_input": "audio"})}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_STUDENTS))
+def test_other_students_convert_and_equal_the_jax_predictor(name, tmp_path):
+    from trained_like import trained_like
+
+    from vicokd_jax.models import presets
+    from vicokd_jax.models.student import input_modality
+    from vicokd_jax.train import setup
+
+    path, model_overrides = OTHER_STUDENTS[name]
+    cfg = vc.from_file(path)
+    cfg.data.num_test = 4
+    cfg.model.update(model_overrides)
+    cfg.export.onnx = "always"
+    student = presets.student_from_config(cfg)
+    variables = trained_like(setup.model_init(student, cfg, "student")(jax.random.key(0)))
+    out = vk.export.export_student(cfg, variables, tmp_path / "export")
+    modality = input_modality(cfg.model.student_input)
+    batch = _synth_clips(cfg, modality)
+    jax_predict, onnx_predict = vk.export.load(out), vk.export.load_onnx(out)
+    assert list(onnx_predict.input_spec) == [modality, "view_mask"]
+    for size in (1, len(batch[modality])):
+        part = {k: v[:size] for k, v in batch.items()}
+        diff = _max_diff(onnx_predict(part), jax_predict(part))
+        assert max(diff.values()) <= PARITY, diff
+    # The export computes the training-time student: its vmapped (per-view) or plain apply, on the same batch.
+    trained = student.apply(variables, batch[modality], batch["view_mask"])
+    assert max(_max_diff(jax_predict(batch), trained).values()) <= PARITY
 
 
 def test_the_int8_model_stays_close_to_fp32(student_export):

@@ -3,13 +3,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from trained_like import trained_like
 
 from vicokd_jax.models.audio_transformer import AudioTransformer
 from vicokd_jax.models.stgcn import STGCN
 from vicokd_jax.models.student import Student
 from vicokd_jax.models.teacher import Teacher
 from vicokd_jax.models.video_transformer import VideoTransformer
-from trained_like import trained_like
 
 B, V, T, HW, C = 2, 3, 8, 32, 6
 ENCODER = VideoTransformer(num_classes=0, hidden_size=32, depth=1, num_heads=2, mlp_dim=64, tubelet=(2, 8, 8),
@@ -117,6 +117,22 @@ def test_per_view_student_has_one_parameter_set_per_view():
     assert np.abs(np.asarray(swapped["view_logits"][:, 0] - out["view_logits"][:, 1])).max() > 1e-4
     with pytest.raises(ValueError, match="num_views=3\\) got 2 views"):
         model.init(jax.random.key(0), rgb[:, :2], view_mask[:, :2])
+
+
+def test_per_view_encoders_in_a_loop_equal_the_vmapped_ones():
+    """`views_in_loop` (the export's form) reads the same stacked parameters and computes the same outputs."""
+    rgb, _, view_mask = _inputs()
+    model = _student(per_view_weights=True, num_views=V)
+    variables = trained_like(jax.jit(lambda: model.init(jax.random.key(0), rgb, view_mask))())
+    vmapped = jax.jit(model.apply)(variables, rgb, view_mask)
+    looped_model = model.clone(views_in_loop=True)
+    looped = jax.jit(looped_model.apply)(variables, rgb, view_mask)
+    for key in ("logits", "view_logits", "frame_tokens"):
+        np.testing.assert_allclose(looped[key], vmapped[key], atol=1e-5, err_msg=key)
+    assert np.abs(np.asarray(vmapped["view_logits"][:, 0] - vmapped["view_logits"][:, 1])).max() > 1e-3
+    # Initialised in the loop form, the parameters are the vmapped form's (stacked per view).
+    looped_init = jax.eval_shape(lambda: looped_model.init(jax.random.key(0), rgb, view_mask))
+    assert jax.tree.map(lambda a: a.shape, looped_init) == jax.tree.map(lambda a: a.shape, variables)
 
 
 def test_teacher_modalities():

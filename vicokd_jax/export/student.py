@@ -35,7 +35,8 @@ def onnx_wanted(cfg) -> bool | None:
 def export_student(cfg, variables, out_dir) -> pathlib.Path:
     """Write the export of the student `cfg` describes, with `variables`, to `out_dir` (with its ONNX files
     as `cfg.export.onnx` says)."""
-    student = presets.student_from_config(cfg)
+    # Per-view encoders one view at a time: the function the converter can trace (see `Student.views_in_loop`).
+    student = presets.student_from_config(cfg).clone(views_in_loop=True)
     config = {"experiment": cfg.to_dict(), "class_names": datasets.class_names(cfg)}
 
     def apply_fn(variables, x, view_mask):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from vicokd_jax.models.attention import CrossModalAttention
@@ -57,6 +58,9 @@ class Student(nn.Module):
             stands in for (the teacher's modalities the student lacks).
         teacher_width: width of the teacher's stream tokens that the `{m}_tokens` match.
         hint: add the FitNets hint regressor (`{modality}_tokens`).
+        views_in_loop: with per_view_weights, run each view's encoder in turn (a loop over V, each taking its
+            slice of the stacked parameters) instead of vmapping them: the same function and parameters, in a form
+            that converters without batching rules for flax layers can trace (jax2onnx; the export uses it).
         input_mode: "rgb" (normalised pixels), "rgb_diff" (differences of consecutive normalised frames,
             computed inside the model, so the export still takes raw uint8 RGB) or "audio" (log-mel windows).
     """
@@ -72,6 +76,7 @@ class Student(nn.Module):
     memory_tokens: int = 16
     teacher_width: int = 256
     hint: bool = False
+    views_in_loop: bool = False
     input_mode: str = "rgb"
     num_heads: int = 4
     fusion_layers: int = 1
@@ -90,11 +95,22 @@ class Student(nn.Module):
                 raise ValueError(f"Student(per_view_weights=True, num_views={self.num_views}) got {v} views "
                                  f"(input shape {tuple(x.shape)})")
             # One parameter set per view, stacked on a leading axis of size V; views run in parallel.
+            if self.views_in_loop and not self.is_initializing():
+                return self._encode_views_in_loop(encode_one, x)
             encode = nn.vmap(lambda encoder, x: encode_one(encoder, x), in_axes=1, out_axes=1,
                              variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True})
             return encode(self._encoder(), x)
         flat = encode_one(self._encoder(), x.reshape(b * v, *x.shape[2:]))
         return {k: y.reshape(b, v, *y.shape[1:]) for k, y in flat.items() if y is not None}
+
+    def _encode_views_in_loop(self, encode_one, x):
+        """`_encode_views` for per-view weights, one view after another: view i's encoder sees params[i]."""
+        outputs = []
+        for i in range(x.shape[1]):
+            encode = nn.map_variables(lambda encoder, x: encode_one(encoder, x), "params",
+                                      trans_in_fn=lambda tree, i=i: jax.tree.map(lambda p: p[i], tree))
+            outputs.append(encode(self._encoder(), x[:, i]))
+        return {k: jnp.stack([o[k] for o in outputs], axis=1) for k in outputs[0] if outputs[0][k] is not None}
 
     def _encoder(self) -> nn.Module:
         modality = input_modality(self.input_mode)
