@@ -41,3 +41,35 @@ def test_an_audio_student_stands_in_for_the_rgb_stream_and_exports_audio_inputs(
     assert records[0]["loss/feat"] > 0  # towards the teacher's RGB tokens
     metrics = evaluate_export(tmp_path / "export")
     np.testing.assert_allclose(metrics["top1"], summary["student"]["top1"], atol=1e-6)
+
+
+def test_withholding_sound_silences_every_view_and_leaves_the_batch_alone():
+    from vicokd_jax.evaluate import withhold
+
+    rng = np.random.default_rng(0)
+    batch = {"audio": rng.standard_normal((2, 3, 4, 5)).astype(np.float32), "audio_mask": np.ones((2, 3), bool),
+             "rgb": rng.integers(0, 256, (2, 3, 2, 4, 4, 3), dtype=np.uint8), "view_mask": np.ones((2, 3), bool)}
+    out = withhold(batch, ("audio",))
+    assert not out["audio"].any() and out["audio"].dtype == np.float32 and not out["audio_mask"].any()
+    assert out["rgb"] is batch["rgb"] and batch["audio_mask"].all() and batch["audio"].any()
+    assert not withhold(batch, ("rgb",))["rgb"].any()
+    with pytest.raises(ValueError, match="cannot withhold 'skeleton': the batch has no skeleton"):
+        withhold(batch, ("skeleton",))
+
+
+def test_a_teacher_that_heard_evaluates_without_sound(rgb_student_run):
+    from vicokd_jax.evaluate import evaluate_stage, main
+
+    summary, workdir = rgb_student_run
+    full = evaluate_stage(workdir, "teacher")
+    silent = evaluate_stage(workdir, "teacher", without=("audio",))
+    assert full["top1"] == summary["teacher"]["top1"] and silent["num_examples"] == full["num_examples"]
+    assert silent["confusion"] != full["confusion"] or silent["mean_view_top1"] != full["mean_view_top1"]
+    with pytest.raises(ValueError, match=r"--without skeleton: only a teacher's modalities"):
+        evaluate_stage(workdir, "teacher", without=("skeleton",))
+    with pytest.raises(ValueError, match=r"--without rgb audio: .*not all of them"):
+        evaluate_stage(workdir, "teacher", without=("rgb", "audio"))
+    with pytest.raises(ValueError, match=r"--without audio: only a teacher's"):
+        evaluate_stage(workdir, "student", without=("audio",))
+    with pytest.raises(SystemExit):
+        main(["--export", str(workdir / "export"), "--without", "audio"])
