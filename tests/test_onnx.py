@@ -13,13 +13,16 @@ pytest.importorskip("onnxruntime", reason="the edge extra (requirements-edge.txt
 
 import golden_stgcn  # noqa: E402
 import vicokd_jax as vk  # noqa: E402
+from trained_like import trained_like  # noqa: E402
 from vicokd_jax import config as vc  # noqa: E402
 from vicokd_jax.data import datasets  # noqa: E402
 from vicokd_jax.data.frames import centre_box, crop_and_resize, frame_indices  # noqa: E402
 from vicokd_jax.data.video import decode_video  # noqa: E402
 from vicokd_jax.export import onnx_convert  # noqa: E402
-from vicokd_jax.models import STGCN  # noqa: E402
+from vicokd_jax.models import STGCN, presets  # noqa: E402
 from vicokd_jax.models.stgcn import graph_conv  # noqa: E402
+from vicokd_jax.models.student import input_modality  # noqa: E402
+from vicokd_jax.train import setup  # noqa: E402
 
 PARITY = 1e-4  # ONNX Runtime vs JAX, max abs difference of logits
 
@@ -103,12 +106,6 @@ OTHER_STUDENTS = {"per_view_encoders": ("experiments/synth_mskd.py", {}),
 
 @pytest.mark.parametrize("name", sorted(OTHER_STUDENTS))
 def test_other_students_convert_and_equal_the_jax_predictor(name, tmp_path):
-    from trained_like import trained_like
-
-    from vicokd_jax.models import presets
-    from vicokd_jax.models.student import input_modality
-    from vicokd_jax.train import setup
-
     path, model_overrides = OTHER_STUDENTS[name]
     cfg = vc.from_file(path)
     cfg.data.num_test = 4

@@ -59,8 +59,9 @@ class Student(nn.Module):
         teacher_width: width of the teacher's stream tokens that the `{m}_tokens` match.
         hint: add the FitNets hint regressor (`{modality}_tokens`).
         views_in_loop: with per_view_weights, run each view's encoder in turn (a loop over V, each taking its
-            slice of the stacked parameters) instead of vmapping them: the same function and parameters, in a form
-            that converters without batching rules for flax layers can trace (jax2onnx; the export uses it).
+            slice of the stacked parameters) instead of vmapping them: the same parameters, and the same function
+            at inference (training draws other dropout masks), in a form that converters without batching rules
+            for flax layers can trace (jax2onnx; the export uses it).
         input_mode: "rgb" (normalised pixels), "rgb_diff" (differences of consecutive normalised frames,
             computed inside the model, so the export still takes raw uint8 RGB) or "audio" (log-mel windows).
     """
