@@ -387,3 +387,16 @@ def test_report_shows_the_teacher_and_pairs_only_runs_of_the_same_teacher(tmp_pa
     assert "rgb_audio" not in paired and "| kd | 0.1 | partial | skeleton_rgb | 2 |" in paired
     paths = sweep_report.write_report(runs, tmp_path)
     assert {r["teacher"] for r in csv.DictReader(open(paths["csv"]))} == {"skeleton_rgb", "rgb_audio"}
+
+
+def test_a_run_that_cannot_work_is_refused_by_name_before_any_teacher_trains(tmp_path, monkeypatch):
+    """ViCoKD's adapter has nothing to stand in for when the teacher reads only RGB: the sweep names the run and
+    the field, and trains nothing."""
+    from vicokd_jax import launch
+
+    launched = []
+    monkeypatch.setattr(launch, "run", lambda *a, **k: launched.append(a))
+    specs = [sweep.RunSpec("kd", 0, teacher="rgb"), sweep.RunSpec("vicokd", 0, teacher="rgb")]
+    with pytest.raises(ValueError, match=r"run vicokd_lf0\.1_partial_trgb_s0: config\.method\.weights\.feat"):
+        sweep.run_sweep(specs, tmp_path, log=lambda m: None)
+    assert launched == [] and not (tmp_path / "teachers").exists()

@@ -280,8 +280,7 @@ def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=Fals
         raise ValueError("smoke runs generate their tiny SynthMV on the fly; the prepared copy is full size: "
                          "drop --prepared (data_dir) or --smoke")
     settings = teacher_settings(specs, teachers)
-    configs = [student_config(spec, teacher_workdir(root, spec.teacher, spec.overlap), overrides, smoke, data_dir)
-               for spec in specs]
+    configs = [_checked_student_config(spec, root, overrides, smoke, data_dir) for spec in specs]
     if data_dir:
         prepare_data(data_dir, [prepared_config(o, "audio" in TEACHER_MODALITIES[t]) for t, o in settings], log)
     for modalities, overlap in settings:
@@ -291,6 +290,14 @@ def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=Fals
         log(f"[sweep] run {i + 1}/{len(specs)}: {spec.name}")
         rows.append(student_row(spec, _launch(cfg, root / "runs" / spec.name, log)))
     return rows
+
+
+def _checked_student_config(spec: RunSpec, root, overrides, smoke: bool, data_dir):
+    """`student_config`, with a refusal naming the run it is about (a sweep builds many before training any)."""
+    try:
+        return student_config(spec, teacher_workdir(root, spec.teacher, spec.overlap), overrides, smoke, data_dir)
+    except ValueError as e:
+        raise ValueError(f"run {spec.name}: {e}") from e
 
 
 def teacher_settings(specs, teachers=(STUDENT_TEACHER,)) -> list:
