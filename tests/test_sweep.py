@@ -400,3 +400,21 @@ def test_a_run_that_cannot_work_is_refused_by_name_before_any_teacher_trains(tmp
     with pytest.raises(ValueError, match=r"run vicokd_lf0\.1_partial_trgb_s0: config\.method\.weights\.feat"):
         sweep.run_sweep(specs, tmp_path, log=lambda m: None)
     assert launched == [] and not (tmp_path / "teachers").exists()
+
+
+def test_teachers_only_trains_and_reports_the_named_teachers_and_no_student(tmp_path, monkeypatch, capsys):
+    """A teacher lever (e.g. `--override teacher.lr=0.002`) is measured without paying for student runs."""
+    from vicokd_jax import launch
+
+    launched, configs = [], {}
+    monkeypatch.setattr(launch, "run", _fake_launch(launched, configs))
+    assert sweep.main(["--root", str(tmp_path), "--teachers-only", "--teachers", "rgb", "skeleton_rgb",
+                       "--overlaps", "partial", "full", "--override", "teacher.lr=0.002"]) == 0
+    assert [c[0] for c in launched] == ["synth_teacher_rgb_partial", "synth_teacher_skeleton_rgb_partial",
+                                        "synth_teacher_rgb_full", "synth_teacher_skeleton_rgb_full"]
+    assert all(cfg.teacher.lr == 0.002 for cfg in configs.values())
+    assert not (tmp_path / "runs").exists()
+    out = capsys.readouterr().out
+    assert "| rgb_partial | 99.00 | 80.00 |" in out and "| skeleton_rgb_full | 99.00 | 80.00 |" in out
+    with pytest.raises(SystemExit):  # student options have nothing to act on
+        sweep.parse_args(["--root", str(tmp_path), "--teachers-only", "--methods", "kd"])

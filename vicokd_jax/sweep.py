@@ -13,6 +13,8 @@ CLI:
         --override train.steps=200
     python -m vicokd_jax.sweep --root runs/msh_like --methods kd vicokd --student-teacher rgb_audio --seeds 0 1 2
     python -m vicokd_jax.sweep --root runs/study --report-only         # rebuild the tables from summaries
+    python -m vicokd_jax.sweep --root runs/t2400 --teachers-only --teachers rgb_audio \\
+        --override teacher.steps=2400                                  # a teacher's lever, no students
 
 Teachers (TEACHER_MODALITIES): students distil from STUDENT_TEACHER (skeleton + RGB, ViCoKD's) unless a run names
 another (`RunSpec.teacher`, `grid(teachers_for_students=...)`, `--student-teacher`): rgb, audio, rgb_audio,
@@ -261,7 +263,7 @@ def ensure_teacher(root, modalities: str, overlap: str, overrides=(), smoke=Fals
 
 
 def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=False, log=print,
-              data_dir=None) -> list:
+              data_dir=None, overlaps=()) -> list:
     """Run every spec (skipping those with a summary) and return one result row per spec.
 
     `overrides` (`"train.steps=200"`, ...) apply to teachers and students alike, after `config.smoke` when
@@ -269,7 +271,8 @@ def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=Fals
     (`RunSpec.teacher`) and the ones `teachers` lists (keys of TEACHER_MODALITIES, trained for the report's
     teacher table). Every run's config is built and validated before anything is trained. `data_dir`: prepare
     SynthMV once there as ArrayRecord files (each builder config the runs read) and read every run from them
-    instead of rendering clips again in every run (the same examples).
+    instead of rendering clips again in every run (the same examples). `overlaps`: settings whose `teachers`
+    are trained even where no spec has that overlap (with no specs: a sweep of teachers only).
     """
     root = pathlib.Path(root)
     specs = list(specs)
@@ -279,7 +282,7 @@ def run_sweep(specs, root, overrides=(), teachers=(STUDENT_TEACHER,), smoke=Fals
     if smoke and data_dir:
         raise ValueError("smoke runs generate their tiny SynthMV on the fly; the prepared copy is full size: "
                          "drop --prepared (data_dir) or --smoke")
-    settings = teacher_settings(specs, teachers)
+    settings = teacher_settings(specs, teachers, overlaps)
     configs = [_checked_student_config(spec, root, overrides, smoke, data_dir) for spec in specs]
     if data_dir:
         prepare_data(data_dir, [prepared_config(o, "audio" in TEACHER_MODALITIES[t]) for t, o in settings], log)
@@ -300,13 +303,14 @@ def _checked_student_config(spec: RunSpec, root, overrides, smoke: bool, data_di
         raise ValueError(f"run {spec.name}: {e}") from e
 
 
-def teacher_settings(specs, teachers=(STUDENT_TEACHER,)) -> list:
-    """The (teacher, overlap) pairs `run_sweep` trains, in order: per overlap setting of `specs`, the `teachers`
-    (for the report), then each teacher a spec of that setting distils from."""
+def teacher_settings(specs, teachers=(STUDENT_TEACHER,), overlaps=()) -> list:
+    """The (teacher, overlap) pairs `run_sweep` trains, in order: per overlap setting of `specs` (and of
+    `overlaps`, which a sweep of teachers only names), the `teachers` (for the report), then each teacher a spec
+    of that setting distils from."""
     unknown = [t for t in teachers if t not in TEACHER_MODALITIES]
     if unknown:
         raise ValueError(f"teachers {unknown}: expected keys of TEACHER_MODALITIES {list(TEACHER_MODALITIES)}")
-    overlaps = dict.fromkeys(s.overlap for s in specs)
+    overlaps = dict.fromkeys([*(s.overlap for s in specs), *overlaps])
     return list(dict.fromkeys((t, o) for o in overlaps
                               for t in (*teachers, *(s.teacher for s in specs if s.overlap == o))))
 
@@ -381,7 +385,18 @@ def parse_args(argv):
                         "on few cores; the generator's default knobs)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (config.smoke) for a quick check")
     p.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
-    return p.parse_args(argv)
+    p.add_argument("--teachers-only", action="store_true",
+                   help="train and report only the --teachers, for each of --overlaps (a teacher's lever, e.g. "
+                        "--override teacher.steps=2400, without student runs)")
+    args = p.parse_args(argv)
+    if args.teachers_only:
+        students = dict(grid=args.grid != "custom", methods=args.methods != list(STUDENT_METHODS),
+                        ablations=bool(args.ablations), seeds=args.seeds is not None, fractions=args.fractions != [0.1],
+                        student_teacher=args.student_teacher != [STUDENT_TEACHER])
+        given = [f"--{name.replace('_', '-')}" for name, changed in students.items() if changed]
+        if given:
+            p.error(f"--teachers-only trains no students, so {' '.join(given)} would be ignored; drop them")
+    return args
 
 
 def specs_from_args(args) -> list:
@@ -400,10 +415,11 @@ def main(argv=None) -> int:
     if args.report_only:
         rows = collect(args.root)
     else:
-        specs = specs_from_args(args)
+        specs = [] if args.teachers_only else specs_from_args(args)
         print(f"[sweep] {len(specs)} student runs in {args.root}", file=sys.stderr)
         rows = run_sweep(specs, args.root, args.override, tuple(args.teachers), args.smoke,
-                         log=lambda m: print(m, file=sys.stderr, flush=True), data_dir=args.prepared or None)
+                         log=lambda m: print(m, file=sys.stderr, flush=True), data_dir=args.prepared or None,
+                         overlaps=tuple(args.overlaps) if args.teachers_only else ())
     paths = write_report(rows, args.root)
     print((pathlib.Path(args.root) / "results.md").read_text())
     print(json.dumps({k: str(v) for k, v in paths.items()}, indent=1))
