@@ -319,19 +319,20 @@ def test_run_sweep_trains_each_teacher_its_students_need_once(tmp_path, monkeypa
     data_dir = tmp_path / "tfds"
     rows = sweep.run_sweep(specs, tmp_path, overrides=("teacher.steps=100", "train.steps=5"), teachers=("skeleton",),
                            log=lambda m: None, data_dir=data_dir)
-    assert sweep.teacher_settings(specs, ("skeleton",)) == [
-        ("skeleton", "partial"), ("rgb_audio", "partial"), ("skeleton_rgb", "partial"), ("skeleton", "full"),
-        ("skeleton_rgb", "full")]
+    assert sweep.teacher_settings(specs, ("skeleton",)) == [  # none for student_only, which distils from none
+        ("skeleton", "partial"), ("rgb_audio", "partial"), ("skeleton", "full"), ("skeleton_rgb", "full")]
     assert sweep.teacher_settings([specs[0]], ()) == [("rgb_audio", "partial")]  # not the default one too
     assert [c[0] for c in launched if c[1] == ("teacher",)] == [
-        "synth_teacher_skeleton_partial", "synth_teacher_rgb_audio_partial", "synth_teacher_skeleton_rgb_partial",
-        "synth_teacher_skeleton_full", "synth_teacher_skeleton_rgb_full"]
+        "synth_teacher_skeleton_partial", "synth_teacher_rgb_audio_partial", "synth_teacher_skeleton_full",
+        "synth_teacher_skeleton_rgb_full"]
     assert built == ["partial", "partial_audio", "full"]  # each copy the runs read, once
     assert all(cfg.teacher.steps == 100 and cfg.train.steps == 5 for cfg in configs.values())  # teachers and students
     assert configs["rgb_audio_partial"].data.tfds_config == "partial_audio"
     for spec in specs:
         cfg = configs[spec.name]
-        assert cfg.teacher.checkpoint == str(sweep.teacher_workdir(tmp_path, spec.teacher, spec.overlap))
+        distils = spec.method != "student_only"
+        assert cfg.teacher.checkpoint == (str(sweep.teacher_workdir(tmp_path, spec.teacher, spec.overlap)) if distils
+                                          else "")
         assert tuple(cfg.model.teacher_modalities) == sweep.TEACHER_MODALITIES[spec.teacher]
         assert cfg.data.tfds_config == sweep.prepared_config(spec.overlap, spec.teacher == "rgb_audio")
     assert configs["kd_lf0.1_partial_trgb_audio_s0"].data.audio is True
@@ -418,3 +419,15 @@ def test_teachers_only_trains_and_reports_the_named_teachers_and_no_student(tmp_
     assert "| rgb_partial | 99.00 | 80.00 |" in out and "| skeleton_rgb_full | 99.00 | 80.00 |" in out
     with pytest.raises(SystemExit):  # student options have nothing to act on
         sweep.parse_args(["--root", str(tmp_path), "--teachers-only", "--methods", "kd"])
+
+
+def test_a_student_that_distils_from_no_teacher_trains_none(tmp_path, monkeypatch):
+    from vicokd_jax import launch
+
+    assert sweep.teacher_settings([sweep.RunSpec("student_only", 0, 1.0)], ()) == []
+    assert sweep.teacher_settings([sweep.RunSpec("student_only"), sweep.RunSpec("kd")], ()) == [
+        ("skeleton_rgb", "partial")]
+    launched = []
+    monkeypatch.setattr(launch, "run", _fake_launch(launched))
+    sweep.main(["--root", str(tmp_path), "--methods", "student_only", "--teachers"])  # no teacher for the report
+    assert [c[1] for c in launched] == [("student",)]

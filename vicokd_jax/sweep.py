@@ -203,12 +203,13 @@ def teacher_config(modalities: str, overlap: str, overrides=(), smoke: bool = Fa
 
 
 def student_config(spec: RunSpec, teacher_dir, overrides=(), smoke: bool = False, data_dir=None):
-    """The student-only config of `spec`, distilling from the finished teacher in `teacher_dir` (spec.teacher's)."""
+    """The student-only config of `spec`, distilling from the finished teacher in `teacher_dir` (spec.teacher's;
+    none for a variant without a teacher term)."""
     cfg = config_lib.default_config(spec.method)
     cfg.method.ablation = spec.ablation  # refills the method's preset with the ablation
     cfg.name = f"synth_{spec.name}"
     cfg.stages = ("student",)
-    cfg.teacher.checkpoint = str(teacher_dir)
+    cfg.teacher.checkpoint = str(teacher_dir) if _distils(spec.method, spec.ablation) else ""
     _set_teacher(cfg, spec.teacher)
     cfg.data.overlap = spec.overlap
     cfg.data.labeled_fraction = spec.labeled_fraction
@@ -306,13 +307,14 @@ def _checked_student_config(spec: RunSpec, root, overrides, smoke: bool, data_di
 def teacher_settings(specs, teachers=(STUDENT_TEACHER,), overlaps=()) -> list:
     """The (teacher, overlap) pairs `run_sweep` trains, in order: per overlap setting of `specs` (and of
     `overlaps`, which a sweep of teachers only names), the `teachers` (for the report), then each teacher a spec
-    of that setting distils from."""
+    of that setting distils from (student_only's distil from none)."""
     unknown = [t for t in teachers if t not in TEACHER_MODALITIES]
     if unknown:
         raise ValueError(f"teachers {unknown}: expected keys of TEACHER_MODALITIES {list(TEACHER_MODALITIES)}")
     overlaps = dict.fromkeys([*(s.overlap for s in specs), *overlaps])
     return list(dict.fromkeys((t, o) for o in overlaps
-                              for t in (*teachers, *(s.teacher for s in specs if s.overlap == o))))
+                              for t in (*teachers, *(s.teacher for s in specs
+                                                     if s.overlap == o and _distils(s.method, s.ablation)))))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -371,9 +373,9 @@ def parse_args(argv):
                    help="default: 0 1 2 for --grid study, 0 for a custom grid")
     p.add_argument("--fractions", nargs="+", type=float, default=[0.1])
     p.add_argument("--overlaps", nargs="+", default=["partial"], choices=("partial", "full"))
-    p.add_argument("--teachers", nargs="+", default=["skeleton", STUDENT_TEACHER], choices=tuple(TEACHER_MODALITIES),
+    p.add_argument("--teachers", nargs="*", default=["skeleton", STUDENT_TEACHER], choices=tuple(TEACHER_MODALITIES),
                    help="teachers to train and report per overlap setting, besides those the students distil from "
-                        f"(default: skeleton {STUDENT_TEACHER})")
+                        f"(default: skeleton {STUDENT_TEACHER}; none when given without names)")
     p.add_argument("--student-teacher", nargs="+", default=[STUDENT_TEACHER], choices=tuple(TEACHER_MODALITIES),
                    metavar="NAME", help=f"the teachers the students distil from, one run each (default: "
                    f"{STUDENT_TEACHER}; audio ones read SynthMV's soundtracks; student_only runs once, without one); "
