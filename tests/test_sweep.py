@@ -417,6 +417,7 @@ def test_teachers_only_trains_and_reports_the_named_teachers_and_no_student(tmp_
     assert not (tmp_path / "runs").exists()
     out = capsys.readouterr().out
     assert "| rgb_partial | 99.00 | 80.00 |" in out and "| skeleton_rgb_full | 99.00 | 80.00 |" in out
+    assert "| method |" not in out  # no empty students' table
     with pytest.raises(SystemExit):  # student options have nothing to act on
         sweep.parse_args(["--root", str(tmp_path), "--teachers-only", "--methods", "kd"])
 

@@ -74,13 +74,16 @@ def aggregate(rows) -> list:
 
 
 def markdown_table(aggregated, teachers=()) -> str:
-    """Markdown: the teachers' table (when given), then one line per group of `aggregate`'s rows."""
+    """Markdown: the teachers' table (when given), then one line per group of `aggregate`'s rows (none when
+    there are teachers but no students)."""
     lines = []
     if teachers:
         lines += ["| teacher | top-1 | mean visible-view top-1 |", "|---|---:|---:|"]
         lines += [f"| {t['teacher']} | {t['top1']:.2f} | {t.get('mean_view_top1_visible') or float('nan'):.2f} |"
                   for t in teachers]
         lines.append("")
+    if teachers and not aggregated:  # a sweep of teachers only
+        return "\n".join(lines)
     lines += ["| method | labels | overlap | teacher | seeds | top-1 (mean ± std) | visible-view top-1 | agreement |",
               "|---|---:|---|---|---:|---:|---:|---:|"]
     for a in aggregated:
