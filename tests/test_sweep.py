@@ -420,6 +420,8 @@ def test_teachers_only_trains_and_reports_the_named_teachers_and_no_student(tmp_
     assert "| method |" not in out  # no empty students' table
     with pytest.raises(SystemExit):  # student options have nothing to act on
         sweep.parse_args(["--root", str(tmp_path), "--teachers-only", "--methods", "kd"])
+    with pytest.raises(SystemExit):  # nothing to train
+        sweep.parse_args(["--root", str(tmp_path), "--teachers-only", "--teachers"])
 
 
 def test_a_student_that_distils_from_no_teacher_trains_none(tmp_path, monkeypatch):

@@ -398,6 +398,8 @@ def parse_args(argv):
         given = [f"--{name.replace('_', '-')}" for name, changed in students.items() if changed]
         if given:
             p.error(f"--teachers-only trains no students, so {' '.join(given)} would be ignored; drop them")
+        if not args.teachers:
+            p.error("--teachers-only with no --teachers has nothing to train; name them (e.g. --teachers rgb_audio)")
     return args
 
 
