@@ -71,7 +71,7 @@ class RunSpec:
     teacher: str = STUDENT_TEACHER
 
     def __post_init__(self):
-        distils = _distils(self.method, self.ablation)  # raises for unknown names
+        distils = self.distils  # raises for unknown names
         if self.overlap not in ("partial", "full"):
             raise ValueError(f"RunSpec.overlap must be 'partial' or 'full', got {self.overlap!r}")
         if not 0.0 < self.labeled_fraction <= 1.0:
@@ -81,6 +81,11 @@ class RunSpec:
         if not distils and self.teacher != STUDENT_TEACHER:
             raise ValueError(f"RunSpec.teacher={self.teacher!r}: {self.variant} distils from no teacher; leave the "
                              f"teacher at {STUDENT_TEACHER!r} (one run per setting, not one per unused teacher)")
+
+    @property
+    def distils(self) -> bool:
+        """Whether the variant's objective has a teacher term (student_only has none)."""
+        return _distils(self.method, self.ablation)
 
     @property
     def variant(self) -> str:
@@ -209,7 +214,7 @@ def student_config(spec: RunSpec, teacher_dir, overrides=(), smoke: bool = False
     cfg.method.ablation = spec.ablation  # refills the method's preset with the ablation
     cfg.name = f"synth_{spec.name}"
     cfg.stages = ("student",)
-    cfg.teacher.checkpoint = str(teacher_dir) if _distils(spec.method, spec.ablation) else ""
+    cfg.teacher.checkpoint = str(teacher_dir) if spec.distils else ""
     _set_teacher(cfg, spec.teacher)
     cfg.data.overlap = spec.overlap
     cfg.data.labeled_fraction = spec.labeled_fraction
@@ -314,7 +319,7 @@ def teacher_settings(specs, teachers=(STUDENT_TEACHER,), overlaps=()) -> list:
     overlaps = dict.fromkeys([*(s.overlap for s in specs), *overlaps])
     return list(dict.fromkeys((t, o) for o in overlaps
                               for t in (*teachers, *(s.teacher for s in specs
-                                                     if s.overlap == o and _distils(s.method, s.ablation)))))
+                                                     if s.overlap == o and s.distils))))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -392,10 +397,9 @@ def parse_args(argv):
                         "--override teacher.steps=2400, without student runs)")
     args = p.parse_args(argv)
     if args.teachers_only:
-        students = dict(grid=args.grid != "custom", methods=args.methods != list(STUDENT_METHODS),
-                        ablations=bool(args.ablations), seeds=args.seeds is not None, fractions=args.fractions != [0.1],
-                        student_teacher=args.student_teacher != [STUDENT_TEACHER])
-        given = [f"--{name.replace('_', '-')}" for name, changed in students.items() if changed]
+        student_options = ("grid", "methods", "ablations", "seeds", "fractions", "student_teacher")
+        given = [f"--{name.replace('_', '-')}" for name in student_options
+                 if getattr(args, name) != p.get_default(name)]
         if given:
             p.error(f"--teachers-only trains no students, so {' '.join(given)} would be ignored; drop them")
         if not args.teachers:
