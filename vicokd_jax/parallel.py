@@ -44,20 +44,46 @@ def initialize_distributed() -> None:
 
     Detected from `JAX_COORDINATOR_ADDRESS` (host:port of process 0) with `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`,
     or from a cluster JAX knows (SLURM, TPU pods), whose environment `jax.distributed.initialize()` reads itself.
-    On CPU the processes' collectives go through gloo (JAX's default `jax_cpu_collectives_implementation`).
+    On CPU the processes' collectives go through gloo (JAX's default `jax_cpu_collectives_implementation`);
+    there, and for several CPU devices of one process, `match_cpu_collectives` sets an XLA option first.
     Must run before anything touches the devices.
     """
     if jax.distributed.is_initialized() if hasattr(jax.distributed, "is_initialized") else False:
         return
     env = os.environ
+    cluster = any(k in env for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES"))
+    if cluster or forced_cpu_device_count() > 1:
+        match_cpu_collectives()
     if "JAX_COORDINATOR_ADDRESS" in env and "JAX_NUM_PROCESSES" in env:
         missing = [k for k in ("JAX_PROCESS_ID",) if k not in env]
         if missing:
             raise ValueError(f"JAX_COORDINATOR_ADDRESS and JAX_NUM_PROCESSES are set but not {missing}")
         jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], num_processes=int(env["JAX_NUM_PROCESSES"]),
                                    process_id=int(env["JAX_PROCESS_ID"]))
-    elif any(k in env for k in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES")):
+    elif cluster:
         jax.distributed.initialize()
+
+
+CPU_COLLECTIVES_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def forced_cpu_device_count() -> int:
+    """N of `--xla_force_host_platform_device_count=N` in XLA_FLAGS (1 when absent)."""
+    found = re.findall(r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    return int(found[-1]) if found else 1
+
+
+def match_cpu_collectives() -> None:
+    """Adds CPU_COLLECTIVES_FLAG to XLA_FLAGS (unless XLA_FLAGS sets that option itself): before the backend starts.
+
+    With XLA:CPU's concurrency-optimised scheduler, CPU devices training the default config (the teacher's RGB
+    stream on frame differences) stop agreeing on the order of their collectives: two processes abort in gloo
+    ("op.preamble.length <= op.nbytes ... collective mismatch"), and four devices of one process time out in
+    their rendezvous. The option only changes how CPU programs are scheduled; accelerator runs are unaffected.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if CPU_COLLECTIVES_FLAG.split("=")[0] not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {CPU_COLLECTIVES_FLAG}".strip()
 
 
 # ------------------------------------------------------------------------------------------------------------

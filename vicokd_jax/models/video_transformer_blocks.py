@@ -19,7 +19,8 @@ Dtype = Any
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     # NOTE: a GELU whose backward keeps only x (custom_vjp or remat) saves 110 MiB of a ViT-S step, but made two
-    # CPU processes (gloo) issue mismatched collectives in tests/test_multiprocess.py; see docs/PERFORMANCE.md.
+    # CPU processes (gloo) issue mismatched collectives in tests/test_multiprocess.py, before
+    # parallel.match_cpu_collectives; not retried since (docs/PERFORMANCE.md).
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # erf form (torch nn.GELU())
     "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),  # tanh form (HF gelu_new / gelu_fast)
     "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
