@@ -97,6 +97,27 @@ def test_resize_is_exact_on_constant_images_and_identity_at_same_size():
     assert (np.diff(out[0, :, 0].astype(int)) > 0).all()
 
 
+@pytest.mark.parametrize("shape,box,size", [((2, 3, 32, 32, 3), (2, 3, 27), 32),   # the training crop: upscale
+                                            ((4, 40, 48, 3), (0, 5, 40), 16),      # shrink (antialiased)
+                                            ((1, 24, 24, 1), (0, 4, 20), 32)])     # one channel
+def test_resize_matches_jax_image_resize_per_channel(shape, box, size):
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    img[..., 0] = 0  # channels must not mix: an all-black channel stays black
+    top, left, side = box
+    patch = jnp.asarray(img[..., top:top + side, left:left + side, :], jnp.float32)
+    expected = jax.image.resize(patch, (*shape[:-3], size, size, shape[-1]), "linear", antialias=True)
+    expected = np.clip(np.rint(np.asarray(expected)), 0, 255)
+    out = P.crop_and_resize(img, box, size)
+    assert out.shape == expected.shape and out.dtype == np.uint8
+    assert (out[..., 0] == 0).all()
+    diff = np.abs(out.astype(int) - expected.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # float summation order only, at .5 ties
+
+
 def test_flip_is_consistent_across_views_and_skeleton(source):
     example = source[1]
     cfg = _cfg(num_frames=12, flip=True, center_skeleton=False, crop_scale=(1.0, 1.0))
@@ -184,3 +205,4 @@ def test_cached_source_renders_each_clip_once_and_gives_the_same_batches(source)
     import pickle  # grain workers receive the source pickled
 
     assert pickle.loads(pickle.dumps(cached))[3]["id"] == source[3]["id"]
+

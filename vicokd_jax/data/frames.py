@@ -27,18 +27,21 @@ def resize_weights(out_size: int, in_size: int) -> np.ndarray:
 
 
 def crop_and_resize(rgb: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
-    """`rgb [..., H, W, 3]` uint8, square `box = (top, left, side)` -> `[..., size, size, 3]` uint8."""
+    """`rgb [..., H, W, C]` uint8, square `box = (top, left, side)` -> `[..., size, size, C]` uint8: the crop
+    resized with `resize_weights` along both axes (what `jax.image.resize(..., "linear")` gives), rounded."""
     top, left, side = box
     patch = rgb[..., top:top + side, left:left + side, :]
     if side == size:
         return np.ascontiguousarray(patch)
     m = resize_weights(size, side)
-    lead = patch.shape[:-3]
-    # Separable resize as two batched matmuls (np.einsum ran these as unvectorised loops: 6x slower, which made
-    # the crop most of the cost of a cached training example).
-    out = m @ patch.astype(np.float32).reshape(*lead, side, side * 3)  # rows:    [..., size, side * 3]
-    out = m @ out.reshape(-1, side, 3)  # columns: [... * size, size, 3]
-    return np.clip(np.rint(out.reshape(*lead, size, size, 3)), 0, 255).astype(np.uint8)
+    lead, channels = patch.shape[:-3], patch.shape[-1]
+    # Both passes are plain matrix products on the channel-last layout, with no transposes: rows as a batched
+    # product, columns as one product with kron(m.T, I_C), which resizes the width and keeps channels apart (a
+    # batched product per row, or a transpose to put the width first, made this the cost of a training example).
+    out = m @ patch.astype(np.float32).reshape(-1, side, side * channels)  # rows:    [N, size, side * C]
+    out = out.reshape(-1, side * channels) @ np.kron(m.T, np.eye(channels, dtype=np.float32))  # [N * size, size * C]
+    np.clip(np.rint(out, out=out), 0, 255, out=out)
+    return out.astype(np.uint8).reshape(*lead, size, size, channels)
 
 
 def centre_box(height: int, width: int) -> tuple[int, int, int]:
