@@ -206,3 +206,30 @@ def test_cached_source_renders_each_clip_once_and_gives_the_same_batches(source)
 
     assert pickle.loads(pickle.dumps(cached))[3]["id"] == source[3]["id"]
 
+
+class _ReadCounter:
+    """Pre-rendered examples that count how many times they are read."""
+
+    def __init__(self, examples):
+        self.examples, self.reads = examples, 0
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, index):
+        self.reads += 1
+        return self.examples[index]
+
+
+@pytest.mark.parametrize("read_ahead", [1, 3])
+def test_the_pipeline_reads_only_read_ahead_batches_ahead(source, read_ahead):
+    import time
+
+    counting = _ReadCounter([source[i] for i in range(8)])
+    it = iter(P.make_dataset(counting, _cfg(num_frames=8, read_ahead=read_ahead)))
+    next(it)
+    time.sleep(1.0)  # time enough to read hundreds of batches of in-memory examples
+    # The batch taken, the read-ahead, and one batch being prepared: grain's default would hold 500 batches.
+    assert counting.reads <= (1 + read_ahead + 1) * 4
+    with pytest.raises(ValueError, match="read_ahead"):
+        _cfg(read_ahead=0)

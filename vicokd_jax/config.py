@@ -70,6 +70,7 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         flip=False,                 # SynthMV has left/right-specific actions: no flips by default
         num_workers=2,              # grain worker processes (0: in the main process); 2 overlap SynthMV rendering
         cache_examples=True,        # SynthMV on the fly: keep rendered clips in memory (~215 KB each) for later epochs
+        read_ahead=4,               # batches each reading process (a worker, or this one) prepares ahead of the step
     ))
 
     # ---- model -----------------------------------------------------------------------------------------------
@@ -179,6 +180,10 @@ def validate(cfg) -> None:
         raise ValueError(f"config.method.name={cfg.method.name!r}; expected one of {list(methods.METHODS)}")
     if cfg.data.name not in DATASETS:
         raise ValueError(f"config.data.name={cfg.data.name!r}; expected one of {DATASETS}")
+    for key in ("num_workers", "read_ahead"):
+        least = 1 if key == "read_ahead" else 0
+        if not isinstance(cfg.data[key], int) or cfg.data[key] < least:
+            raise ValueError(f"config.data.{key}={cfg.data[key]!r}; expected an integer >= {least}")
     if cfg.data.name != "synth_mv" and not cfg.data.tfds_config:
         raise ValueError(f"config.data.tfds_config: {cfg.data.name} is read from prepared TFDS files; set the "
                          "builder config (see python -m tools.prepare_data --list)")
@@ -372,7 +377,7 @@ def to_dict(cfg) -> dict:
 # Keys that change how a run executes or where it reads from, not what it computes (up to float rounding):
 # a finished run whose config differs from a new one only in these still counts as the same run.
 EXECUTION_KEYS = frozenset({
-    "name", "data.num_workers", "data.cache_examples", "data.data_dir", "teacher.checkpoint",
+    "name", "data.num_workers", "data.cache_examples", "data.read_ahead", "data.data_dir", "teacher.checkpoint",
     "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.eval_batch_size",
     "train.on_nonfinite", "train.steps_per_call", "mesh.data", "mesh.fsdp", "mesh.fsdp_min_size",
     "mesh.rules", "mesh.dcn_data", "mesh.dcn_fsdp", "export.onnx",

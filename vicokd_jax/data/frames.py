@@ -35,11 +35,12 @@ def crop_and_resize(rgb: np.ndarray, box: tuple[int, int, int], size: int) -> np
         return np.ascontiguousarray(patch)
     m = resize_weights(size, side)
     lead, channels = patch.shape[:-3], patch.shape[-1]
-    # Both passes are plain matrix products on the channel-last layout, with no transposes: rows as a batched
-    # product, columns as one product with kron(m.T, I_C), which resizes the width and keeps channels apart (a
-    # batched product per row, or a transpose to put the width first, made this the cost of a training example).
-    out = m @ patch.astype(np.float32).reshape(-1, side, side * channels)  # rows:    [N, size, side * C]
-    out = out.reshape(-1, side * channels) @ np.kron(m.T, np.eye(channels, dtype=np.float32))  # [N * size, size * C]
+    # Both passes are batched products of one frame's pixels on the channel-last layout, with no transposes; the
+    # columns' matrix kron(m.T, I_C) resizes the width and keeps channels apart (a product per row of pixels, or a
+    # transpose to put the width first, made this the cost of a training example). Per frame, the products stay
+    # below the size at which OpenBLAS spreads one over threads that then spin in grain's worker processes.
+    out = m @ patch.astype(np.float32).reshape(-1, side, side * channels)  # rows: [N, size, side * C]
+    out = out @ np.kron(m.T, np.eye(channels, dtype=np.float32))  # columns: [N, size, size * C]
     np.clip(np.rint(out, out=out), 0, 255, out=out)
     return out.astype(np.uint8).reshape(*lead, size, size, channels)
 
