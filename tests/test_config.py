@@ -216,3 +216,18 @@ def test_a_run_made_before_a_key_existed_had_its_default():
     new = config_lib.default_config("kd")
     config_lib.apply_overrides(new, ["pretrain.checkpoint=runs/pretrained"])
     assert config_lib.result_changes(old, new) == ["pretrain.checkpoint: '' -> 'runs/pretrained'"]
+
+
+def test_a_run_config_saved_before_read_ahead_existed_still_builds_its_pipelines():
+    import ml_collections
+
+    saved = config_lib.default_config("vicokd").to_dict()
+    del saved["data"]["read_ahead"]  # config.json of a run made before the field (evaluate, predict read these)
+    old = ml_collections.ConfigDict(saved)
+    assert datasets.pipeline_config(old, False, 4).read_ahead == 500  # grain's default, what those runs used
+    cfg = config_lib.default_config("vicokd")
+    cfg.data.read_ahead = 8
+    assert datasets.pipeline_config(cfg, True, 4).read_ahead == 8
+    cfg.data.read_ahead = 0
+    with pytest.raises(ValueError, match="config.data.read_ahead=0"):
+        config_lib.validate(cfg)

@@ -70,7 +70,7 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         flip=False,                 # SynthMV has left/right-specific actions: no flips by default
         num_workers=2,              # grain worker processes (0: in the main process); 2 overlap SynthMV rendering
         cache_examples=True,        # SynthMV on the fly: keep rendered clips in memory (~215 KB each) for later epochs
-        read_ahead=4,               # batches each reading process (a worker, or this one) prepares ahead of the step
+        read_ahead=500,             # batches each reading process (a worker, or this one) prepares ahead of the step
     ))
 
     # ---- model -----------------------------------------------------------------------------------------------

@@ -273,7 +273,8 @@ def pipeline_config(cfg, training: bool, batch_size: int):
         batch_size=batch_size, training=training, seed=cfg.train.seed, num_frames=d.num_frames,
         temporal_sampling=d.temporal_sampling, image_size=d.image_size, flip=d.flip, center_skeleton=center,
         labeled_fraction=d.labeled_fraction if training else 1.0, labeled_seed=d.labeled_seed,
-        num_workers=workers, read_ahead=d.read_ahead)
+        # A run saved before `read_ahead` existed read grain's default.
+        num_workers=workers, read_ahead=d.get("read_ahead", pipeline.PipelineConfig.read_ahead))
 
 
 def class_names(cfg) -> list[str] | None:

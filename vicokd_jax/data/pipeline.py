@@ -51,8 +51,8 @@ class PipelineConfig:
     flip: horizontal flip with probability 1/2 (off by default: SynthMV has left/right-specific actions).
     center_skeleton: subtract each view's mean tracked spine-mid joint. labeled_fraction / labeled_seed: which
     training samples the student may use the label of. num_workers: grain worker processes. read_ahead: batches
-    each reading process prepares ahead of what was asked for (grain's own default, 500, made each worker of a
-    default SynthMV run hold 2.5 GB and prepare batches that a stage ends without reading).
+    each reading process prepares ahead of what was asked for (grain's default, 500: each worker of a default
+    SynthMV run holds 2.5 GB; lower values bound that, and on 2 cores made `make demo` slower, docs/PERFORMANCE.md).
     """
 
     batch_size: int
@@ -68,7 +68,7 @@ class PipelineConfig:
     labeled_seed: int = 0
     drop_remainder: bool | None = None  # default: True in training, False otherwise
     num_workers: int = 0
-    read_ahead: int = 4
+    read_ahead: int = 500
     shard_index: int | None = None  # default: jax.process_index()
     shard_count: int | None = None  # default: jax.process_count()
 
