@@ -180,8 +180,7 @@ def validate(cfg) -> None:
         raise ValueError(f"config.method.name={cfg.method.name!r}; expected one of {list(methods.METHODS)}")
     if cfg.data.name not in DATASETS:
         raise ValueError(f"config.data.name={cfg.data.name!r}; expected one of {DATASETS}")
-    for key in ("num_workers", "read_ahead"):
-        least = 1 if key == "read_ahead" else 0
+    for key, least in (("num_workers", 0), ("read_ahead", 1)):
         if not isinstance(cfg.data[key], int) or cfg.data[key] < least:
             raise ValueError(f"config.data.{key}={cfg.data[key]!r}; expected an integer >= {least}")
     if cfg.data.name != "synth_mv" and not cfg.data.tfds_config:

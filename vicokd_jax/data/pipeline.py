@@ -68,7 +68,7 @@ class PipelineConfig:
     labeled_seed: int = 0
     drop_remainder: bool | None = None  # default: True in training, False otherwise
     num_workers: int = 0
-    read_ahead: int = 500
+    read_ahead: int = grain.ReadOptions().prefetch_buffer_size  # grain's own default (500)
     shard_index: int | None = None  # default: jax.process_index()
     shard_count: int | None = None  # default: jax.process_count()
 
