@@ -21,6 +21,7 @@ def rgb_student_run(tmp_path_factory):
     return vk.launch.run(vk.config.from_file(SMOKE, FAST), workdir), workdir
 
 
+@pytest.mark.slow
 def test_an_rgb_student_learns_from_a_teacher_that_hears(rgb_student_run):
     summary, workdir = rgb_student_run
     cfg = json.loads((workdir / "config.json").read_text())
@@ -33,6 +34,7 @@ def test_an_rgb_student_learns_from_a_teacher_that_hears(rgb_student_run):
     np.testing.assert_allclose(metrics["top1"], summary["student"]["top1"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_an_audio_student_stands_in_for_the_rgb_stream_and_exports_audio_inputs(tmp_path):
     summary = vk.launch.run(vk.config.from_file(SMOKE, FAST + ["model.student_input=audio"]), tmp_path)
     export = json.loads((tmp_path / "export" / "config.json").read_text())
@@ -57,6 +59,7 @@ def test_withholding_sound_silences_every_view_and_leaves_the_batch_alone():
         withhold(batch, ("skeleton",))
 
 
+@pytest.mark.slow
 def test_a_teacher_that_heard_evaluates_without_sound(rgb_student_run):
     from vicokd_jax.evaluate import evaluate_stage, main
 

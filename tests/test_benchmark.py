@@ -70,6 +70,7 @@ def test_synthetic_batch_has_the_pipeline_shapes_and_labels_in_range(multi_label
         assert len(np.unique(batch["label"])) > 1 and (batch["frame_labels"] == batch["label"][:, None]).all()
 
 
+@pytest.mark.slow
 def test_step_mode_compiles_the_teacher_and_student_stage_steps(tmp_path):
     out = tmp_path / "step.json"
     assert main(["--json", str(out), "step", "--preset", "micro", "--batch", "8", "--frames", "8", "--views", "2",
@@ -112,6 +113,7 @@ TINY_STGCN = ["--batch", "2", "--persons", "1", "--frames", "8", "--reps", "1", 
               "--channels", "8", "16", "--strides", "1", "2"]
 
 
+@pytest.mark.slow
 def test_stgcn_vs_torch_in_one_process_runs_both_and_prints_the_ratio(capsys):
     pytest.importorskip("torch")
     assert main(["stgcn-vs-torch", *TINY_STGCN, "--in-process"]) == 0
@@ -119,6 +121,7 @@ def test_stgcn_vs_torch_in_one_process_runs_both_and_prints_the_ratio(capsys):
     assert "speed-up jax/torch = " in text and "GFLOP/step" in text
 
 
+@pytest.mark.slow
 def test_stgcn_vs_torch_in_separate_processes_starts_both_from_the_same_weights(tmp_path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "stgcn.json"
@@ -142,6 +145,7 @@ def test_stgcn_vs_torch_in_separate_processes_starts_both_from_the_same_weights(
     assert "speed-up jax/torch = " in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_videomae_vs_hf_starts_both_from_the_same_weights(tmp_path, capsys):
     pytest.importorskip("transformers")
     out = tmp_path / "videomae.json"
@@ -171,6 +175,7 @@ def test_stgcn_steps_per_call_makes_that_many_updates():
     assert three() == pytest.approx(losses[3], rel=1e-4) and losses[3] != pytest.approx(losses[0], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_scaling_mode_fsdp_shards_state_and_adds_collectives(tmp_path):
     """A subprocess with 8 fake devices compiles the micro student stage for DP and FSDP (nothing runs)."""
     out = tmp_path / "scaling.json"

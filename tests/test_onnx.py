@@ -104,6 +104,7 @@ OTHER_STUDENTS = {"per_view_encoders": ("experiments/synth_mskd.py", {}),
                   "audio_input": ("experiments/synth_audio_vicokd.py", {"student_input": "audio"})}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(OTHER_STUDENTS))
 def test_other_students_convert_and_equal_the_jax_predictor(name, tmp_path):
     path, model_overrides = OTHER_STUDENTS[name]

@@ -112,6 +112,7 @@ def pretrained(tmp_path_factory):
     return summary, workdir
 
 
+@pytest.mark.slow
 def test_pretrain_stage_trains_and_reports_its_reconstruction_loss(pretrained):
     summary, workdir = pretrained
     result = summary["pretrain"]
@@ -125,6 +126,7 @@ def test_pretrain_stage_trains_and_reports_its_reconstruction_loss(pretrained):
     assert "export" not in summary  # no student, nothing to export
 
 
+@pytest.mark.slow
 def test_student_starts_from_the_pretrained_encoder(pretrained, tmp_path):
     _, workdir = pretrained
     saved = _flat(_load(workdir))
@@ -208,6 +210,7 @@ def test_masked_encoding_of_every_position_is_the_plain_encoding():
     np.testing.assert_allclose(tokens[1], in_place[1][:, np.asarray(order[1])], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_autoencoder_reconstructs_hidden_patches_it_can_infer():
     """Clips whose hidden patches follow from where they are (one fixed image, still): 200 steps take
     the loss far below that of predicting zeros, which a decoder that did not know where each hidden patch is

@@ -42,6 +42,7 @@ def test_the_stage_runs_the_executable_compiled_ahead_of_time(capsys):
     assert calls == [] and int(state.step) == k and np.isfinite(np.asarray(metrics["loss/total"])).all()
 
 
+@pytest.mark.slow
 def test_a_resumed_stage_restores_into_the_abstract_target_without_initialising(tmp_path, monkeypatch):
     cfg = vk.config.from_file(SMOKE, FAST + ["stages=('teacher',)", "teacher.steps=2"])
     first = loop.train_stage("teacher", cfg, tmp_path).metrics

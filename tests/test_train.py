@@ -43,6 +43,7 @@ def _teacher_setup(cfg, mesh, fsdp_min_size=2**16, steps_per_call=1):
     return state, shardings, step, iter(batches)
 
 
+@pytest.mark.slow
 def test_sharded_steps_equal_single_device():
     """One step on 8 devices, data-parallel (8 x 1) and FSDP (2 x 4), equals the step on 1 device."""
     cfg = _cfg(SKELETON_ONLY)
@@ -62,6 +63,7 @@ def test_sharded_steps_equal_single_device():
                      s1.params, s8.params)
 
 
+@pytest.mark.slow
 def test_several_steps_per_call_equal_one_step_per_call():
     """train.steps_per_call=3: one call over 3 stacked batches (on 8 devices) makes the same 3 updates."""
     cfg = _cfg(SKELETON_ONLY)
@@ -135,6 +137,7 @@ def test_the_default_config_chooses_steps_per_call_and_an_explicit_value_wins():
         vk.config.validate(_cfg(SKELETON_ONLY, "train.steps_per_call=-1"))
 
 
+@pytest.mark.slow
 def test_a_stage_trained_with_several_steps_per_call_logs_and_saves_the_same(tmp_path):
     # Points at steps 2, 3, 4, 6: the calls of up to 4 steps are 2, 1, 1 and 2 steps long.
     runs = {}
@@ -162,6 +165,7 @@ def test_first_nonfinite_step_inside_a_multi_step_call():
     assert int(record["step"]) == 5 and np.isnan(float(record["metrics"]["loss/total"]))
 
 
+@pytest.mark.slow
 def test_no_recompilation_and_exact_resume_from_a_checkpoint(tmp_path):
     cfg = _cfg(SKELETON_ONLY)
     mesh = parallel.make_mesh(-1, 1)
@@ -190,6 +194,7 @@ def smoke_run(tmp_path_factory):
     return vk.launch.run(_cfg(), workdir), workdir
 
 
+@pytest.mark.slow
 def test_smoke_run_end_to_end_through_the_python_api(smoke_run):
     summary, workdir = smoke_run
     for stage in ("teacher", "student"):
@@ -204,6 +209,7 @@ def test_smoke_run_end_to_end_through_the_python_api(smoke_run):
     assert {"loss/sup", "loss/kd", "loss/feat", "loss/vc"} <= set(records[0])  # the ViCoKD terms, logged per term
 
 
+@pytest.mark.slow
 def test_export_evaluates_to_the_runs_own_numbers(smoke_run):
     from vicokd_jax.evaluate import evaluate_export
 
@@ -213,6 +219,7 @@ def test_export_evaluates_to_the_runs_own_numbers(smoke_run):
         np.testing.assert_allclose(metrics[key], summary["student"][key], atol=1e-6, err_msg=key)
 
 
+@pytest.mark.slow
 def test_a_finished_stage_evaluates_to_the_runs_own_numbers(smoke_run):
     from vicokd_jax.evaluate import evaluate_stage
 
@@ -225,6 +232,7 @@ def test_a_finished_stage_evaluates_to_the_runs_own_numbers(smoke_run):
         evaluate_stage(workdir / "export", "teacher")
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_changes_nothing(smoke_run):
     summary, workdir = smoke_run
     before = (workdir / "export" / "variables.msgpack").read_bytes()
@@ -248,6 +256,7 @@ def test_preempted_run_resumes_to_the_same_export(smoke_run, tmp_path, preempt_f
         (reference / "export" / "variables.msgpack").read_bytes()
 
 
+@pytest.mark.slow
 def test_sigterm_during_setup_stops_before_the_first_step(tmp_path, monkeypatch):
     """A SIGTERM that arrives while a stage sets up must not wait for the step to compile and run."""
     original, steps_run = setup.build_stage, []
