@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vicokd_jax.models.patch_embed import PatchEmbed
 from vicokd_jax.models.video_transformer_blocks import Encoder
 
 Dtype = Any
@@ -64,8 +65,11 @@ class AudioTransformer(nn.Module):
         f, t = self.grid()
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         plane = jnp.swapaxes(x, 1, 2)[..., None].astype(self.dtype)  # [N, F, T, 1]
-        patches = nn.Conv(d, (self.patch_size, self.patch_size), strides=(self.frequency_stride, self.time_stride),
-                          padding="VALID", name="patch_embed", **kw)(plane)  # [N, F', T', D]
+        size, strides = (self.patch_size, self.patch_size), (self.frequency_stride, self.time_stride)
+        if strides == size:  # non-overlapping patches (ast_micro, ast_small): the same maths as one product
+            patches = PatchEmbed(d, size, name="patch_embed", **kw)(plane)  # [N, F', T', D]
+        else:
+            patches = nn.Conv(d, size, strides=strides, padding="VALID", name="patch_embed", **kw)(plane)
         seq = patches.reshape(n, f * t, d)
         init = nn.initializers.truncated_normal(0.02)
         prefix = jnp.concatenate([self.param("cls_token", init, (1, 1, d), self.param_dtype),

@@ -1,8 +1,9 @@
 """Video transformer encoder (ViViT / TimeSformer / VideoMAE family), channels-last, Flax Linen.
 
 Input ``x`` is a float clip ``[N,T,H,W,3]`` already normalised by the caller. A tubelet embedding (a Conv
-with kernel = stride = ``(t,ph,pw)``) turns it into a token grid ``[N,T',S,D]`` with ``T' = T/t`` and
-``S = (H/ph)·(W/pw)``; the grid is the carry of every block, with an optional CLS token ``[N,1,D]`` beside it.
+with kernel = stride = ``(t,ph,pw)``, computed as one product by ``models.patch_embed``) turns it into a token
+grid ``[N,T',S,D]`` with ``T' = T/t`` and ``S = (H/ph)·(W/pw)``; the grid is the carry of every block, with
+an optional CLS token ``[N,1,D]`` beside it.
 
 Attention modes (``attention=``):
 
@@ -56,6 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vicokd_jax.models.patch_embed import PatchEmbed
 from vicokd_jax.models.video_transformer_blocks import ACTIVATIONS, Attention, Block, Encoder, Mlp, join_cls, split_cls
 from vicokd_jax.models.video_transformer_params import count_params, stack_block_params, unstack_block_params
 
@@ -241,9 +243,9 @@ class VideoTransformer(nn.Module):
     # ---------------------------------------------------------------- forward
 
     def _embed(self, x: Array) -> Array:
-        """Tubelet embedding ``[N,T,H,W,3] -> [N,T',S,D]`` (Conv, kernel = stride = tubelet)."""
-        y = nn.Conv(self.hidden_size, kernel_size=self.tubelet, strides=self.tubelet, padding="VALID",
-                    dtype=self.dtype, param_dtype=self.param_dtype, name="patch_embed")(x)
+        """Tubelet embedding ``[N,T,H,W,3] -> [N,T',S,D]`` (a Conv with kernel = stride = tubelet, as a product)."""
+        y = PatchEmbed(self.hidden_size, tuple(self.tubelet), dtype=self.dtype, param_dtype=self.param_dtype,
+                       name="patch_embed")(x)
         n, t, h, w, d = y.shape
         return y.reshape(n, t, h * w, d)
 
