@@ -207,6 +207,26 @@ def test_cached_source_renders_each_clip_once_and_gives_the_same_batches(source)
     assert pickle.loads(pickle.dumps(cached))[3]["id"] == source[3]["id"]
 
 
+def test_the_stages_of_a_run_share_its_rendered_clips():
+    """make_source gives every stage of a process the same cached SynthMV split, so the student stage reads the
+    clips the teacher stage rendered; another scene, split or size is another source."""
+    from vicokd_jax import config
+    from vicokd_jax.data import datasets
+
+    cfg = config.from_file("experiments/synth_vicokd.py:smoke")
+    train = datasets.make_source(cfg, cfg.data.train_split)
+    assert isinstance(train, P.CachedSource)
+    first = train[0]
+    assert datasets.make_source(config.from_file("experiments/synth_vicokd.py:smoke"), cfg.data.train_split) is train
+    assert datasets.make_source(cfg, cfg.data.train_split)[0] is first  # not rendered again
+    assert datasets.make_source(cfg, cfg.data.test_split) is not train
+    other = config.from_file("experiments/synth_vicokd.py:smoke", overrides=["data.seed=5"])
+    assert datasets.make_source(other, cfg.data.train_split) is not train
+    assert not np.array_equal(datasets.make_source(other, cfg.data.train_split)[0]["rgb"], first["rgb"])
+    uncached = config.from_file("experiments/synth_vicokd.py:smoke", overrides=["data.cache_examples=False"])
+    assert not isinstance(datasets.make_source(uncached, cfg.data.train_split), P.CachedSource)
+
+
 class _ReadCounter:
     """Pre-rendered examples that count how many times they are read."""
 

@@ -68,7 +68,8 @@ def default_config(method: str = "vicokd") -> ml_collections.ConfigDict:
         test_split="test",
         temporal_sampling="random_crop",
         flip=False,                 # SynthMV has left/right-specific actions: no flips by default
-        num_workers=2,              # grain worker processes (0: in the main process); 2 overlap SynthMV rendering
+        num_workers=0,              # grain worker processes (0: read threads in the main process, whose SynthMV
+                                    # cache the stages share; on 2 cores workers cost the step more than they give)
         cache_examples=True,        # SynthMV on the fly: keep rendered clips in memory (~215 KB each) for later epochs
         read_ahead=500,             # batches each reading process (a worker, or this one) prepares ahead of the step
     ))

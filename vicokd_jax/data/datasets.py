@@ -15,6 +15,7 @@ what the config asks for. A pyskl copy (`data.name="pyskl"`) is described by its
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -200,21 +201,32 @@ def synth_config(fields):
     return SynthConfig(**{f: getattr(fields, f) for f in SYNTH_SCENE_FIELDS})
 
 
-def make_source(cfg, split: str):
-    """The random-access source of `split`: SynthMV generated on the fly, or a prepared TFDS dataset."""
+@functools.lru_cache(maxsize=2)
+def shared_cached_synth(split_name: str, n: int, args: tuple):
+    """The process's one `CachedSource` over `SynthMV(split_name, n, **dict(args))`: the stages of a run and its
+    evaluations read the clips rendered once (the two most recent kept: a run's train and test splits). Grain's
+    worker processes receive a copy of what it holds when their pipeline starts."""
     from vicokd_jax.data import pipeline
+    from vicokd_jax.data.synthetic import SynthMV
 
+    return pipeline.CachedSource(SynthMV(split_name, n, **dict(args)))
+
+
+def make_source(cfg, split: str):
+    """The random-access source of `split`: SynthMV generated on the fly (with `data.cache_examples`, shared by
+    the calls of this process that ask for the same clips: `shared_cached_synth`), or a prepared TFDS dataset."""
     d = cfg.data
     if d.name == "synth_mv" and not d.tfds_config:
         from vicokd_jax.data.synthetic import SynthMV
 
         n = d.num_train if split == d.train_split else d.num_test
         split_name = "train" if split == d.train_split else "test"
-        source = SynthMV(split_name, n, seed=d.seed, num_views=d.num_views, num_frames=d.num_frames,
-                         image_size=d.image_size, num_classes=d.num_classes, multi_label=d.multi_label,
-                         audio=d.audio, audio_frames=d.audio_frames, audio_mel_bins=d.audio_mel_bins,
-                         config=synth_config(d))
-        return pipeline.CachedSource(source) if d.cache_examples else source
+        args = dict(seed=d.seed, num_views=d.num_views, num_frames=d.num_frames, image_size=d.image_size,
+                    num_classes=d.num_classes, multi_label=d.multi_label, audio=d.audio,
+                    audio_frames=d.audio_frames, audio_mel_bins=d.audio_mel_bins, config=synth_config(d))
+        if d.cache_examples:
+            return shared_cached_synth(split_name, n, tuple(sorted(args.items())))
+        return SynthMV(split_name, n, **args)
     from vicokd_jax.data.builders import open_source
 
     check_prepared(cfg)
