@@ -47,8 +47,8 @@ class PatchEmbed(nn.Module):
         # [N, g1, p1, g2, p2, ..., C] -> [N, g1, g2, ..., p1, p2, ..., C] -> [N, *grid, prod(patch) * C]
         split = x.reshape(n, *[v for g, p in zip(grid, self.patch) for v in (g, p)], c)
         order = (0, *range(1, 2 * k, 2), *range(2, 2 * k + 1, 2), 2 * k + 1)
-        patches = split.transpose(order).reshape(n, *grid, -1)
-        return patches @ kernel.reshape(-1, self.features) + bias
+        patches = split.transpose(order).reshape(-1, kernel.size // self.features)
+        return (patches @ kernel.reshape(-1, self.features) + bias).reshape(n, *grid, self.features)
 
 
 __all__ = ["PatchEmbed"]
