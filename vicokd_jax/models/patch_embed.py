@@ -4,7 +4,7 @@
 same parameters (``kernel [*patch, C, D]``, ``bias [D]``), the same initialisers (LeCun normal, zeros) and so the
 same values from the same rng: checkpoints, converters and sharding rules written for the convolution apply
 unchanged. It exists for speed: XLA:CPU runs a strided convolution's kernel gradient about 4x slower than the
-equivalent product (the micro preset's student step: 136 -> 112 ms on 2 cores, docs/PERFORMANCE.md).
+equivalent product (the micro student encoder's gradient: 136 -> 112 ms on 2 cores, docs/PERFORMANCE.md).
 """
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ class PatchEmbed(nn.Module):
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         x = x[(slice(None),) + tuple(slice(0, g * p) for g, p in zip(grid, self.patch))]
-        # [N, g1, p1, g2, p2, ..., C] -> [N, g1, g2, ..., p1, p2, ..., C] -> [N, *grid, prod(patch) * C]
+        # [N, g1, p1, g2, p2, ..., C] -> [N, g1, g2, ..., p1, p2, ..., C] -> [N·prod(grid), prod(patch)·C]. A 2-D
+        # product: the rank-5 one's sharded step, loaded from the persistent compilation cache on several CPU
+        # devices, deadlocked in XLA's all-reduce rendezvous (docs/PERFORMANCE.md).
         split = x.reshape(n, *[v for g, p in zip(grid, self.patch) for v in (g, p)], c)
         order = (0, *range(1, 2 * k, 2), *range(2, 2 * k + 1, 2), 2 * k + 1)
         patches = split.transpose(order).reshape(-1, kernel.size // self.features)
