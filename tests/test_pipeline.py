@@ -207,6 +207,61 @@ def test_cached_source_renders_each_clip_once_and_gives_the_same_batches(source)
     assert pickle.loads(pickle.dumps(cached))[3]["id"] == source[3]["id"]
 
 
+def test_filled_in_background_fills_the_caches_while_the_block_runs_and_stops_with_it(source):
+    import time
+
+    first, second = P.CachedSource(_CountingSource(source)), P.CachedSource(_CountingSource(source))
+    plain = _CountingSource(source)
+    with P.filled_in_background(first, second, plain):
+        deadline = time.monotonic() + 60
+        while not second.cached(len(second) - 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    # Both caches, in order, each clip rendered once and the same as a direct read; a source without a cache is
+    # not read at all.
+    assert first.source.reads == list(range(24)) and second.source.reads == list(range(24))
+    assert plain.reads == []
+    for index in (0, 23):
+        np.testing.assert_array_equal(second[index]["rgb"], source[index]["rgb"])
+    assert len(second.source.reads) == 24  # read from the cache
+    # The thread stops when the block ends: a block that ends at once leaves most clips for the pipeline.
+    slow = P.CachedSource(_SlowSource(source, seconds=0.05))
+    with P.filled_in_background(slow):
+        pass
+    assert sum(slow.cached(i) for i in range(24)) <= 1
+
+
+class _SlowSource(_CountingSource):
+    def __init__(self, inner, seconds):
+        super().__init__(inner)
+        self.seconds = seconds
+
+    def __getitem__(self, index):
+        import time
+
+        time.sleep(self.seconds)
+        return super().__getitem__(index)
+
+
+def test_a_clip_that_fails_in_the_background_fails_where_the_pipeline_reads_it(source):
+    class Broken(_CountingSource):
+        def __getitem__(self, index):
+            super().__getitem__(index)
+            if index == 2:
+                raise ValueError("clip 2 is broken")
+            return self.inner[index]
+
+    cached = P.CachedSource(Broken(source))
+    with P.filled_in_background(cached):
+        import time
+
+        deadline = time.monotonic() + 60
+        while len(cached.source.reads) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert cached.source.reads == [0, 1, 2]  # the thread stopped at the broken clip
+    with pytest.raises(ValueError, match="clip 2 is broken"):
+        cached[2]
+
+
 def test_the_stages_of_a_run_share_its_rendered_clips():
     """make_source gives every stage of a process the same cached SynthMV split, so the student stage reads the
     clips the teacher stage rendered; another scene, split or size is another source."""

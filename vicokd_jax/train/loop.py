@@ -78,11 +78,12 @@ def train_stage(stage_name: str, cfg, workdir) -> StageResult:
               f"step {latest}; rerun the same command to resume", file=sys.stderr)
         return StageResult({"preempted": True, "step": latest, "checkpoint": str(checkpoints.directory)})
     mesh = parallel.mesh_from_config(cfg.mesh)
-    stage = setup.build_stage(stage_name, cfg, workdir, mesh)
-    steps = stage.steps
-
     train_source = datasets.make_source(cfg, cfg.data.train_split)
     test_source = datasets.make_source(cfg, cfg.data.test_split)
+    with pipeline.filled_in_background(train_source, test_source):  # on the core the compiler leaves idle
+        stage = setup.build_stage(stage_name, cfg, workdir, mesh)
+    steps = stage.steps
+
     data = iter(pipeline.make_dataset(train_source, datasets.pipeline_config(
         cfg, True, setup.per_host_batch(cfg.train.batch_size, mesh))))
     restored = checkpoints.restore(stage.abstract_state, data)  # straight into the abstract target
